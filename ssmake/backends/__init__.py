@@ -1,0 +1,62 @@
+"""What runs a job: the local machine or SageMaker. A Protocol and a registry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from ssmake.jobspec import JobSpec
+
+if TYPE_CHECKING:
+    from ssmake.executor import JobResult
+
+LogFn = Callable[[str, str], None]
+StatusFn = Callable[[str], None]
+
+
+class Backend(Protocol):
+    """Launches jobs from JobSpecs and follows them to their end."""
+
+    name: str
+    #: Whether a job keeps running when ssmake is interrupted (it can be reattached).
+    detaches: bool
+
+    def role_arn(self) -> str: ...
+
+    def launch(self, spec: JobSpec) -> None:
+        """Start the job named in the spec."""
+        ...
+
+    def wait(
+        self, job: str, on_log: LogFn, on_status: StatusFn, interrupt: threading.Event
+    ) -> JobResult:
+        """Follow a job until it ends, or until `interrupt` is set (then stop it, or
+        detach from it when the backend detaches)."""
+        ...
+
+    def stop(self, job: str) -> None: ...
+
+    def find(self, project: str, task: str, fingerprint: str) -> str | None:
+        """The name of a job of this fingerprint that is still running, if any."""
+        ...
+
+
+BackendFactory = Callable[..., Backend]
+
+
+def _local(**kwargs: object) -> Backend:
+    from ssmake.backends.local import LocalBackend
+
+    backend: Backend = LocalBackend(**kwargs)  # type: ignore[arg-type]
+    return backend
+
+
+def _sagemaker(**kwargs: object) -> Backend:
+    from ssmake.backends.sagemaker import SageMakerBackend
+
+    backend: Backend = SageMakerBackend(**kwargs)
+    return backend
+
+
+BACKENDS: dict[str, BackendFactory] = {"local": _local, "sagemaker": _sagemaker}

@@ -1,0 +1,50 @@
+"""The errors a user is meant to see. Anything else is a bug (exit 3)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+
+class SsmakeError(Exception):
+    """An error with a message for the user and the exit code to leave with."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(SsmakeError):
+    """The Ssmfile (or the flags standing for one) is invalid."""
+
+
+class StoreError(SsmakeError):
+    """Reading or writing the store failed."""
+
+
+class KeyNotFound(StoreError):
+    """A key the caller asked for is not in the store."""
+
+
+class BackendError(SsmakeError):
+    """The backend could not launch, describe or stop a job."""
+
+
+class ArchiveError(SsmakeError):
+    """A tarball is unsafe or broken."""
+
+
+class TaskFailed(SsmakeError):
+    """A job ran and failed; the task is left without a marker."""
+
+    exit_code = EXIT_FAILED

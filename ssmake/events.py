@@ -1,0 +1,102 @@
+"""What the engine reports while it works. It never prints: a reporter does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TaskQueued:
+    task: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TaskUpToDate:
+    task: str
+    job: str | None
+
+
+@dataclass(frozen=True)
+class TaskRestored:
+    """A stale task whose fingerprint matched an earlier run: restored, not run."""
+
+    task: str
+    job: str
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    task: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobLaunched:
+    task: str
+    job: str
+    backend: str
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    task: str
+    job: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    task: str
+    host: str
+    line: str
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    task: str
+    job: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class TaskFailedEvent:
+    task: str
+    job: str | None
+    message: str
+    log_tail: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TaskBlocked:
+    task: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that is not about one task's progress."""
+
+    message: str
+    task: str | None = None
+
+
+Event = (
+    TaskQueued
+    | TaskUpToDate
+    | TaskRestored
+    | TaskStarted
+    | JobLaunched
+    | JobStatus
+    | LogLine
+    | TaskDone
+    | TaskFailedEvent
+    | TaskBlocked
+    | Notice
+)
+Reporter = Callable[[Event], None]
+
+
+def ignore_events(event: Event) -> None:
+    """A reporter that drops everything (for the Python API's quiet mode)."""

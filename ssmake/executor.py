@@ -1,0 +1,392 @@
+"""Runs a JobSpec on this machine, under the same contract as SageMaker's containers.
+
+Each instance (`algo-1` … `algo-N`) is a process with its own base directory
+standing in for `/opt/ml`, the `SM_*` variables pointing there, channels
+downloaded from the store (sharded when asked), state restored from the
+checkpoint prefix, and the job's code extracted as the working directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ssmake.archive import extract, pack_dirs
+from ssmake.hashcache import sha256_path
+from ssmake.jobspec import JobSpec, sagemaker_param, user_hyperparameters
+from ssmake.store import ObjectInfo, Store, store_for_uri
+from ssmake.venvs import python_for_requirements
+
+LogFn = Callable[[str, str], None]
+DEFAULT_GRACE_SECONDS = 120.0
+LOG_TAIL_LINES = 30
+
+
+@dataclass
+class JobResult:
+    """How a job ended: Completed, Failed or Stopped, with the failing instance's log tail."""
+
+    status: str
+    failure_reason: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Instance:
+    host: str
+    base: Path
+    process: subprocess.Popen[bytes] | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
+    reader: threading.Thread | None = None
+
+
+def _listing(store: Store, prefix: str) -> list[ObjectInfo]:
+    objs = [o for o in store.list(prefix) if not o.key.endswith("/")]
+    return sorted(objs, key=lambda o: o.key)
+
+
+def _relative(key: str, prefix: str) -> str:
+    # As SageMaker does: the key below the prefix's last "/".
+    return key[prefix.rfind("/") + 1 :]
+
+
+class LocalExecutor:
+    """Executes one JobSpec; `stop()` may be called from another thread."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        run_dir: Path,
+        *,
+        venv_cache: Path,
+        on_log: LogFn,
+        grace_seconds: float | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.venv_cache = venv_cache
+        self.on_log = on_log
+        env_grace = os.environ.get("SSMAKE_STOP_GRACE_SECONDS")
+        if grace_seconds is None:
+            grace_seconds = float(env_grace) if env_grace else DEFAULT_GRACE_SECONDS
+        self.grace_seconds = grace_seconds
+        self.python = python
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._instances: list[_Instance] = []
+        self._lock = threading.Lock()
+        self._restored_state: dict[str, str] = {}
+
+    @property
+    def job_name(self) -> str:
+        return str(self.spec["TrainingJobName"])
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        """Ask the job to stop: SIGTERM to every instance, SIGKILL after the grace period."""
+        with self._lock:
+            if not self._stop_reason:
+                self._stop_reason = reason
+            self._stop.set()
+
+    # -- setup -------------------------------------------------------------
+
+    def _prepare(self) -> tuple[list[_Instance], Path]:
+        count = int(self.spec["ResourceConfig"]["InstanceCount"])
+        hosts = [f"algo-{i}" for i in range(1, count + 1)]
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True)
+        code_tar = self.run_dir / "sourcedir.tar.gz"
+        store, key = store_for_uri(sagemaker_param(self.spec, "sagemaker_submit_directory"))
+        store.get_file(key, code_tar)
+        instances = [_Instance(h, self.run_dir / h) for h in hosts]
+        for inst in instances:
+            for sub in ("model", "output/data", "input/config", "state"):
+                (inst.base / sub).mkdir(parents=True, exist_ok=True)
+            extract(code_tar, inst.base / "code")
+        self._download_channels(instances)
+        self._restore_state(instances)
+        return instances, code_tar
+
+    def _download_channels(self, instances: list[_Instance]) -> None:
+        n = len(instances)
+        for channel in self.spec.get("InputDataConfig", []):
+            name = channel["ChannelName"]
+            source = channel["DataSource"]["S3DataSource"]
+            store, prefix = store_for_uri(source["S3Uri"])
+            objects = _listing(store, prefix)
+            sharded = source.get("S3DataDistributionType") == "ShardedByS3Key"
+            cache = self.run_dir / "channels" / name
+            for i, obj in enumerate(objects):
+                rel = _relative(obj.key, prefix)
+                if not rel:
+                    continue
+                targets = [instances[i % n]] if sharded else instances
+                local = cache / rel
+                store.get_file(obj.key, local)
+                for inst in targets:
+                    dest = inst.base / "input" / "data" / name / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.link(local, dest)
+                    except OSError:
+                        shutil.copyfile(local, dest)
+            for inst in instances:
+                (inst.base / "input" / "data" / name).mkdir(parents=True, exist_ok=True)
+
+    def _restore_state(self, instances: list[_Instance]) -> None:
+        checkpoint = self.spec.get("CheckpointConfig")
+        if not checkpoint:
+            return
+        store, prefix = store_for_uri(checkpoint["S3Uri"])
+        if not prefix.endswith("/"):
+            prefix += "/"
+        for obj in _listing(store, prefix):
+            rel = obj.key[len(prefix) :]
+            first = instances[0].base / "state" / rel
+            store.get_file(obj.key, first)
+            self._restored_state[rel] = sha256_path(first)
+            for inst in instances[1:]:
+                dest = inst.base / "state" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(first, dest)
+
+    def _environment(self, inst: _Instance, hosts: list[str]) -> dict[str, str]:
+        hps = user_hyperparameters(self.spec)
+        channels = [c["ChannelName"] for c in self.spec.get("InputDataConfig", [])]
+        base = inst.base
+        channel_dirs = {c: str(base / "input" / "data" / c) for c in channels}
+        user_args: list[str] = []
+        for key, value in hps.items():
+            user_args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        training_env = {
+            "job_name": self.job_name,
+            "hosts": hosts,
+            "current_host": inst.host,
+            "hyperparameters": hps,
+            "channel_input_dirs": channel_dirs,
+            "model_dir": str(base / "model"),
+            "output_data_dir": str(base / "output" / "data"),
+            "output_dir": str(base / "output"),
+            "input_dir": str(base / "input"),
+            "input_config_dir": str(base / "input" / "config"),
+            "module_dir": str(base / "code"),
+            "user_entry_point": sagemaker_param(self.spec, "sagemaker_program"),
+            "num_cpus": os.cpu_count() or 1,
+            "num_gpus": 0,
+        }
+        env = dict(os.environ)
+        env.update(self.spec.get("Environment", {}))
+        env.update(
+            {
+                "SM_HOSTS": json.dumps(hosts),
+                "SM_CURRENT_HOST": inst.host,
+                "SM_HPS": json.dumps(hps),
+                "SM_CHANNELS": json.dumps(channels),
+                "SM_MODEL_DIR": str(base / "model"),
+                "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
+                "SM_OUTPUT_DIR": str(base / "output"),
+                "SM_INPUT_DIR": str(base / "input"),
+                "SM_INPUT_CONFIG_DIR": str(base / "input" / "config"),
+                "SM_MODULE_DIR": str(base / "code"),
+                "SM_NUM_CPUS": str(os.cpu_count() or 1),
+                "SM_NUM_GPUS": "0",
+                "SM_USER_ARGS": json.dumps(user_args),
+                "SM_TRAINING_ENV": json.dumps(training_env),
+                "SSM_STATE_DIR": str(base / "state"),
+                "TRAINING_JOB_NAME": self.job_name,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for key, value in hps.items():
+            env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        for name, path in channel_dirs.items():
+            env[f"SM_CHANNEL_{name.upper()}"] = path
+        return env
+
+    def _write_config(self, inst: _Instance, hosts: list[str]) -> None:
+        config = inst.base / "input" / "config"
+        hps = {k: v for k, v in self.spec.get("HyperParameters", {}).items()}
+        (config / "hyperparameters.json").write_text(json.dumps(hps, indent=2))
+        resource = {"current_host": inst.host, "hosts": hosts, "network_interface_name": "lo"}
+        (config / "resourceconfig.json").write_text(json.dumps(resource, indent=2))
+        data_config = {
+            c["ChannelName"]: {
+                "TrainingInputMode": "File",
+                "S3DistributionType": c["DataSource"]["S3DataSource"]["S3DataDistributionType"],
+                "RecordWrapperType": "None",
+            }
+            for c in self.spec.get("InputDataConfig", [])
+        }
+        (config / "inputdataconfig.json").write_text(json.dumps(data_config, indent=2))
+
+    # -- running -------------------------------------------------------------
+
+    def _read_output(self, inst: _Instance, log_file: Path) -> None:
+        assert inst.process is not None and inst.process.stdout is not None
+        with log_file.open("ab") as log:
+            for raw in iter(inst.process.stdout.readline, b""):
+                log.write(raw)
+                log.flush()
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                inst.tail.append(line)
+                self.on_log(inst.host, line)
+
+    def _log(self, inst: _Instance, log_file: Path, line: str) -> None:
+        with log_file.open("a") as log:
+            log.write(line + "\n")
+        inst.tail.append(line)
+        self.on_log(inst.host, line)
+
+    def _signal_all(self, sig: int) -> None:
+        for inst in self._instances:
+            if inst.process is not None and inst.process.poll() is None:
+                try:
+                    os.killpg(inst.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def run(self) -> JobResult:
+        """Run the job to its end and upload its outputs and state; never raises for a
+        failure of the user's code (that is a Failed result)."""
+        try:
+            instances, _code = self._prepare()
+        except Exception:
+            if self._stop.is_set():
+                return JobResult("Stopped", self._stop_reason)
+            raise
+        self._instances = instances
+        hosts = [i.host for i in instances]
+        logs_dir = self.run_dir / "logs"
+        logs_dir.mkdir(exist_ok=True)
+        entry = sagemaker_param(self.spec, "sagemaker_program")
+        args: list[str] = []
+        for key, value in user_hyperparameters(self.spec).items():
+            args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        for inst in instances:
+            self._write_config(inst, hosts)
+            log_file = logs_dir / f"{inst.host}.log"
+            python = python_for_requirements(
+                inst.base / "code" / "requirements.txt",
+                self.venv_cache,
+                base_python=self.python,
+                on_log=functools.partial(self._log, inst, log_file),
+            )
+            cmd = [python, entry, *args]
+            self._log(inst, log_file, "Invoking script with the following command:")
+            self._log(inst, log_file, "")
+            self._log(inst, log_file, " ".join([python, entry, *args]))
+            self._log(inst, log_file, "")
+            if self._stop.is_set():
+                break
+            inst.process = subprocess.Popen(
+                cmd,
+                cwd=inst.base / "code",
+                env=self._environment(inst, hosts),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            inst.reader = threading.Thread(
+                target=self._read_output, args=(inst, log_file), daemon=True
+            )
+            inst.reader.start()
+        result = self._wait(instances)
+        self._upload(instances, result)
+        return result
+
+    def _wait(self, instances: list[_Instance]) -> JobResult:
+        max_run = float(self.spec["StoppingCondition"]["MaxRuntimeInSeconds"])
+        deadline = time.monotonic() + max_run
+        term_sent_at: float | None = None
+        while True:
+            running = [i for i in instances if i.process is not None and i.process.poll() is None]
+            failed = [
+                i for i in instances if i.process is not None and i.process.poll() not in (0, None)
+            ]
+            if not running:
+                break
+            if failed and term_sent_at is None:
+                # One failed instance fails the job, as on SageMaker: stop the others.
+                self._signal_all(signal.SIGTERM)
+                term_sent_at = time.monotonic()
+            if term_sent_at is None and time.monotonic() > deadline:
+                self.stop("MaxRuntimeExceeded: the job ran longer than max_run_mins")
+            if self._stop.is_set() and term_sent_at is None:
+                self._signal_all(signal.SIGTERM)
+                term_sent_at = time.monotonic()
+            if term_sent_at is not None and time.monotonic() - term_sent_at > self.grace_seconds:
+                self._signal_all(signal.SIGKILL)
+            time.sleep(0.05)
+        for inst in instances:
+            if inst.reader is not None:
+                inst.reader.join(timeout=5)
+        hosts = [i.host for i in instances]
+        if self._stop.is_set() or any(i.process is None for i in instances):
+            return JobResult("Stopped", self._stop_reason or "stopped", hosts=hosts)
+        for inst in instances:
+            assert inst.process is not None
+            code = inst.process.returncode
+            if code != 0:
+                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                reason = f"AlgorithmError: {inst.host} failed with {how}"
+                return JobResult("Failed", reason, list(inst.tail), hosts)
+        return JobResult("Completed", hosts=hosts)
+
+    def _upload(self, instances: list[_Instance], result: JobResult) -> None:
+        output_uri = self.spec["OutputDataConfig"]["S3OutputPath"].rstrip("/") + "/"
+        store, prefix = store_for_uri(output_uri)
+        job_prefix = f"{prefix}{self.job_name}/"
+        for log in sorted((self.run_dir / "logs").glob("*.log")):
+            store.put_file(f"{job_prefix}logs/{log.name}", log)
+        # State is uploaded whatever the outcome: it is what a rerun resumes from.
+        checkpoint = self.spec.get("CheckpointConfig")
+        if checkpoint:
+            state_store, state_prefix = store_for_uri(checkpoint["S3Uri"])
+            if not state_prefix.endswith("/"):
+                state_prefix += "/"
+            uploaded: dict[str, Path] = {}
+            for inst in instances:
+                state_dir = inst.base / "state"
+                for path in sorted(state_dir.rglob("*")):
+                    if path.is_file() and not path.is_symlink():
+                        uploaded[path.relative_to(state_dir).as_posix()] = path
+            for rel, path in uploaded.items():
+                if self._restored_state.get(rel) != sha256_path(path):
+                    state_store.put_file(state_prefix + rel, path)
+        if result.status != "Completed":
+            return
+        model = self.run_dir / "model.tar.gz"
+        pack_dirs(model, [i.base / "model" for i in instances])
+        store.put_file(f"{job_prefix}output/model.tar.gz", model)
+        output = self.run_dir / "output.tar.gz"
+        pack_dirs(output, [instances[0].base / "output" / "data"])
+        store.put_file(f"{job_prefix}output/output.tar.gz", output)
+
+
+def describe_local_failure(result: JobResult) -> str:
+    tail = "\n".join(f"  | {line}" for line in result.log_tail)
+    return f"{result.failure_reason}\n{tail}" if tail else result.failure_reason
+
+
+def spec_summary(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "job": spec["TrainingJobName"],
+        "instances": spec["ResourceConfig"]["InstanceCount"],
+        "channels": [c["ChannelName"] for c in spec.get("InputDataConfig", [])],
+    }

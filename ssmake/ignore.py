@@ -1,0 +1,194 @@
+"""Which files a task's fingerprint covers: gitignore rules, `.ssmakeignore`, and
+the directories that never count (`.git`, `__pycache__`, `.ssmake`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ALWAYS_IGNORED = frozenset({".git", "__pycache__", ".ssmake", ".hg", ".svn"})
+IGNORE_FILES = (".gitignore", ".ssmakeignore")
+
+
+@dataclass(frozen=True)
+class Rule:
+    regex: re.Pattern[str]
+    negate: bool
+    dir_only: bool
+
+
+def _glob_to_regex(glob: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("/**", i) and i + 3 == len(glob):
+            out.append("/.*")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            end = glob.find("]", i + 2)
+            if end == -1:
+                out.append(re.escape(c))
+                i += 1
+            else:
+                body = glob[i + 1 : end].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        elif c == "\\" and i + 1 < len(glob):
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
+
+
+def parse_rules(text: str) -> list[Rule]:
+    """Rules from one ignore file, in order (the last matching rule decides)."""
+    rules: list[Rule] = []
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.endswith("\\ "):
+            line += " "
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        if negate or line.startswith("\\!") or line.startswith("\\#"):
+            line = line[1:]
+        dir_only = line.endswith("/")
+        line = line.rstrip("/")
+        if not line:
+            continue
+        anchored = "/" in line
+        line = line.lstrip("/")
+        body = _glob_to_regex(line)
+        pattern = f"^{body}$" if anchored else f"^(?:.*/)?{body}$"
+        rules.append(Rule(re.compile(pattern, re.DOTALL), negate, dir_only))
+    return rules
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    base: str  # the directory (relative, posix, "" for the root) the rules come from
+    rules: tuple[Rule, ...]
+
+
+def _read_rules(directory: Path, base: str) -> RuleSet | None:
+    rules: list[Rule] = []
+    for name in IGNORE_FILES:
+        try:
+            text = (directory / name).read_text(errors="replace")
+        except OSError:
+            continue
+        rules.extend(parse_rules(text))
+    return RuleSet(base, tuple(rules)) if rules else None
+
+
+def _ignored(rel: str, is_dir: bool, sets: list[RuleSet]) -> bool:
+    verdict = False
+    for rs in sets:
+        sub = rel[len(rs.base) + 1 :] if rs.base else rel
+        for rule in rs.rules:
+            if rule.dir_only and not is_dir:
+                continue
+            if rule.regex.match(sub):
+                verdict = not rule.negate
+    return verdict
+
+
+class IgnoreMatcher:
+    """Answers "is this path ignored?" for paths under a project root."""
+
+    def __init__(self, root: Path, exclude: frozenset[str] = frozenset()) -> None:
+        self.root = root
+        # Paths (relative, posix) that never count, such as download destinations.
+        self.exclude = exclude
+        self._sets: dict[str, RuleSet | None] = {}
+
+    def _sets_for(self, rel_dir: str) -> list[RuleSet]:
+        parts = rel_dir.split("/") if rel_dir else []
+        sets: list[RuleSet] = []
+        for n in range(len(parts) + 1):
+            base = "/".join(parts[:n])
+            if base not in self._sets:
+                self._sets[base] = _read_rules(self.root / base, base)
+            rs = self._sets[base]
+            if rs is not None:
+                sets.append(rs)
+        return sets
+
+    def is_ignored(self, rel: str, is_dir: bool) -> bool:
+        """Whether `rel` (posix, relative to the root), or a directory above it, is ignored."""
+        parts = rel.split("/")
+        for n in range(1, len(parts) + 1):
+            name = parts[n - 1]
+            sub_is_dir = is_dir if n == len(parts) else True
+            if name in ALWAYS_IGNORED or "/".join(parts[:n]) in self.exclude:
+                return True
+            parent = "/".join(parts[: n - 1])
+            if _ignored("/".join(parts[:n]), sub_is_dir, self._sets_for(parent)):
+                return True
+        return False
+
+    def walk(self, top: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
+        """Every file under `top` that is not ignored: (path relative to top, stat, path).
+
+        Symlinked files count with their target's content; symlinked directories are
+        followed once (a link back up the tree is not followed again).
+        """
+        top_rel = top.relative_to(self.root).as_posix() if top != self.root else ""
+        if top_rel == ".":
+            top_rel = ""
+        if top_rel and self.is_ignored(top_rel, True):
+            return
+        stack: list[tuple[Path, str]] = [(top, top_rel)]
+        seen: set[tuple[int, int]] = set()
+        while stack:
+            directory, rel_dir = stack.pop()
+            try:
+                st_dir = directory.stat()
+                if (st_dir.st_dev, st_dir.st_ino) in seen:
+                    continue
+                seen.add((st_dir.st_dev, st_dir.st_ino))
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError:
+                continue
+            sets = self._sets_for(rel_dir)
+            subdirs: list[tuple[Path, str]] = []
+            for entry in entries:
+                if entry.name in ALWAYS_IGNORED:
+                    continue
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    continue
+                if rel in self.exclude or (sets and _ignored(rel, is_dir, sets)):
+                    continue
+                if is_dir:
+                    subdirs.append((Path(entry.path), rel))
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue  # a dangling link has no content to hash
+                out_rel = rel[len(top_rel) + 1 :] if top_rel else rel
+                yield out_rel, st, Path(entry.path)
+            stack.extend(reversed(subdirs))

@@ -1,0 +1,106 @@
+"""The task model: plain, frozen data built from an Ssmfile (or from `ssm` flags).
+
+Paths are kept as written, relative to the project root; the engine resolves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Distribution = Literal["FullyReplicated", "ShardedByS3Key"]
+TaskOutput = Literal["model", "output", "state"]
+Completion = Literal["job", "marked"]
+DownloadKind = Literal["model", "output", "state", "logs"]
+
+DISTRIBUTIONS: tuple[str, ...] = ("FullyReplicated", "ShardedByS3Key")
+TASK_OUTPUTS: tuple[str, ...] = ("model", "output", "state")
+COMPLETIONS: tuple[str, ...] = ("job", "marked")
+DOWNLOAD_KINDS: tuple[str, ...] = ("model", "output", "state", "logs")
+BACKEND_NAMES: tuple[str, ...] = ("local", "sagemaker")
+FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow")
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input channel of a task. Exactly one of path, s3 and task is set."""
+
+    name: str
+    path: str | None = None
+    s3: str | None = None
+    task: str | None = None
+    output: TaskOutput = "model"
+    distribution: Distribution = "FullyReplicated"
+
+    @property
+    def kind(self) -> Literal["path", "s3", "task"]:
+        if self.path is not None:
+            return "path"
+        if self.s3 is not None:
+            return "s3"
+        return "task"
+
+
+@dataclass(frozen=True)
+class Image:
+    """Where the job's image comes from: a framework image, a URI, or a Dockerfile build."""
+
+    repo: str | None = None
+    local_repo: str | None = None
+    tag: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One build step: a training job's code, image, inputs and parameters."""
+
+    name: str
+    entry_point: str
+    source_dir: str | None = None
+    dependencies: tuple[str, ...] = ()
+    requirements: str | None = None
+    dockerfile: str | None = None
+    dockerfile_content: str | None = None
+    image: Image = field(default_factory=Image)
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    volume_size: int = 30
+    spot: bool = True
+    max_wait_mins: int = 0
+    max_run_mins: int = 1440
+    framework: str = "pytorch"
+    framework_version: str | None = None
+    python_version: str | None = None
+    inputs: tuple[Input, ...] = ()
+    hyperparameters: dict[str, object] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    enable_metrics: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    download: tuple[DownloadKind, ...] = ()
+    output_path: str | None = None
+    completion: Completion = "job"
+    after: tuple[str, ...] = ()
+    local_docker: bool = False
+
+    def upstream(self) -> tuple[str, ...]:
+        """Names of the tasks this one needs, data flow first, then `after`."""
+        names: list[str] = [i.task for i in self.inputs if i.task is not None]
+        names.extend(self.after)
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded Ssmfile: the project's settings and its tasks, in file order."""
+
+    name: str
+    root: Path
+    ssmfile: Path
+    backend: str = "local"
+    store: str = ".ssmake"
+    region: str | None = None
+    default: tuple[str, ...] = ()
+    tasks: dict[str, Task] = field(default_factory=dict)

@@ -1,0 +1,313 @@
+"""Running one stale task: stage code and inputs, launch, verify, mark, download."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import worker_toolkit
+from ssmake import layout
+from ssmake.archive import pack_code
+from ssmake.backends import Backend
+from ssmake.downloads import download_results, downloaded_job
+from ssmake.errors import TaskFailed
+from ssmake.events import JobLaunched, JobStatus, LogLine, Notice, Reporter, TaskRestored
+from ssmake.executor import describe_local_failure
+from ssmake.fingerprint import SCHEMA_VERSION, Fingerprint
+from ssmake.hashcache import sha256_path
+from ssmake.jobspec import Channel, build_job_spec
+from ssmake.model import Project, Task
+from ssmake.planner import Marker, Planner
+from ssmake.store import Store
+
+ImageResolver = Callable[[Task], str]
+
+
+def worker_toolkit_files() -> dict[str, Path]:
+    """worker_toolkit's own files, packed into every job's code."""
+    package = Path(worker_toolkit.__file__).parent
+    return {
+        f"worker_toolkit/{p.name}": p
+        for p in sorted(package.iterdir())
+        if p.suffix in (".py", ".typed")
+    }
+
+
+def default_image(task: Task) -> str:
+    """The image name recorded for a local job (the local interpreter runs it)."""
+    if task.image.uri:
+        return task.image.uri
+    version = f":{task.framework_version}" if task.framework_version else ""
+    return f"local/{task.framework}{version}"
+
+
+class TaskRunner:
+    """Everything with side effects that one task's job needs."""
+
+    def __init__(
+        self,
+        project: Project,
+        store: Store,
+        backend: Backend,
+        planner: Planner,
+        reporter: Reporter,
+        *,
+        image_resolver: ImageResolver = default_image,
+        work_dir: Path,
+    ) -> None:
+        self.project = project
+        self.store = store
+        self.backend = backend
+        self.planner = planner
+        self.report = reporter
+        self.image_resolver = image_resolver
+        self.work_dir = work_dir
+
+    # -- staging -------------------------------------------------------------
+
+    def stage_code(self, task: Task) -> str:
+        """Upload the content-addressed code tarball (once) and return its URI."""
+        files = dict(self.planner.fingerprinter.code_files(task))
+        for name, path in worker_toolkit_files().items():
+            files.setdefault(name, path)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.work_dir, suffix=".tar.gz")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            pack_code(tmp, sorted(files.items()))
+            key = layout.code_key(self.project.name, task.name, sha256_path(tmp))
+            if not self.store.exists(key):
+                self.store.put_file(key, tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.store.uri(key)
+
+    def channels(self, task: Task, upstream: Mapping[str, Marker | None]) -> list[Channel]:
+        out: list[Channel] = []
+        for inp in task.inputs:
+            if inp.path is not None:
+                prefix = layout.input_prefix(self.project.name, task.name) + inp.name + "/"
+                files = self.planner.fingerprinter.files_under(
+                    self.planner.fingerprinter.resolve(inp.path)
+                )
+                stats = self.store.sync_dir(Path(inp.path), prefix, files)
+                if stats.uploaded or stats.deleted:
+                    self.report(
+                        Notice(
+                            f"input {inp.name}: {stats.uploaded} uploaded "
+                            f"({stats.uploaded_bytes} bytes), {stats.deleted} deleted, "
+                            f"{stats.unchanged} unchanged",
+                            task.name,
+                        )
+                    )
+                out.append(Channel(inp.name, self.store.uri(prefix), inp.distribution))
+            elif inp.s3 is not None:
+                out.append(Channel(inp.name, inp.s3, inp.distribution))
+            else:
+                name = inp.task or ""
+                marker = upstream.get(name)
+                if marker is None:
+                    raise TaskFailed(f"task {task.name}: upstream {name} has no result")
+                if inp.output == "state":
+                    uri = self.store.uri(layout.state_prefix(self.project.name, name))
+                else:
+                    uri = self.store.uri(str(marker["outputs"][inp.output]["key"]))
+                out.append(Channel(inp.name, uri, inp.distribution))
+        return out
+
+    def _attempt(self, task: Task, fingerprint: str) -> int:
+        stem = layout.job_name(task.name, fingerprint, 0)[:-1]
+        prefix = layout.task_prefix(self.project.name, task.name) + stem
+        attempts = [0]
+        for obj in self.store.list(prefix):
+            tail = obj.key[len(prefix) :].split("/", 1)[0]
+            if tail.isdigit():
+                attempts.append(int(tail))
+        return max(attempts) + 1
+
+    # -- results -------------------------------------------------------------
+
+    def _verify(self, task: Task, job: str, hosts: list[str]) -> dict[str, Any]:
+        outputs: dict[str, Any] = {}
+        for kind, key in (
+            ("model", layout.model_key(self.project.name, task.name, job)),
+            ("output", layout.output_key(self.project.name, task.name, job)),
+        ):
+            info = self.store.info(key)
+            if info is None:
+                raise TaskFailed(f"task {task.name}: job {job} left no {kind}.tar.gz ({key})")
+            outputs[kind] = {"key": key, "etag": info.etag, "size": info.size}
+        if task.completion == "marked":
+            state = layout.state_prefix(self.project.name, task.name)
+            missing = []
+            for host in hosts:
+                try:
+                    content = self.store.get(f"{state}{host}/__COMPLETED__").decode().strip()
+                except Exception:
+                    content = ""
+                if content != job:
+                    missing.append(host)
+            if missing:
+                raise TaskFailed(
+                    f"task {task.name}: job {job} ended, but {', '.join(missing)} did not call "
+                    "worker_lib.markCompleted(args), and the task's completion is 'marked'"
+                )
+        return outputs
+
+    def write_marker(
+        self, task: Task, fp: Fingerprint, job: str, outputs: Mapping[str, Any], started: float
+    ) -> Marker:
+        """The run record, then the marker: written last, so it only exists for a
+        verified success."""
+        from ssmake import __version__
+
+        marker: Marker = {
+            "ssmake": __version__,
+            "schema": SCHEMA_VERSION,
+            "project": self.project.name,
+            "task": task.name,
+            "fingerprint": fp.value,
+            "components": fp.components,
+            "job": job,
+            "outputs": dict(outputs),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "duration": round(time.time() - started, 3),
+        }
+        data = json.dumps(marker, indent=1, sort_keys=True).encode()
+        self.store.put(layout.run_record_key(self.project.name, task.name, fp.value), data)
+        self.store.put(layout.marker_key(self.project.name, task.name), data)
+        return marker
+
+    def restore(self, task: Task, fp: Fingerprint) -> Marker:
+        record = self.planner.read_run_record(task.name, fp.value)
+        assert record is not None
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        self.store.put(layout.marker_key(self.project.name, task.name), data)
+        self.report(TaskRestored(task.name, str(record.get("job"))))
+        return record
+
+    def download(self, task: Task, marker: Marker) -> None:
+        if not task.download or not task.output_path:
+            return
+        dest = self.planner.fingerprinter.resolve(task.output_path)
+        if downloaded_job(dest) == marker.get("job") and all(
+            (dest / kind).exists() for kind in task.download
+        ):
+            return
+        download_results(self.store, self.project.name, task.name, marker, dest, task.download)
+        self.report(Notice(f"downloaded {', '.join(task.download)} to {dest}", task.name))
+
+    # -- running -------------------------------------------------------------
+
+    def run(
+        self,
+        task: Task,
+        fp: Fingerprint,
+        upstream: Mapping[str, Marker | None],
+        interrupt: threading.Event,
+    ) -> Marker:
+        """Run one job of `task`; returns the new marker or raises TaskFailed."""
+        started = time.time()
+        inflight_key = layout.inflight_key(self.project.name, task.name)
+        job = self._claim(task, fp, inflight_key)
+        try:
+            code_uri = self.stage_code(task)
+            channels = self.channels(task, upstream)
+            base = layout.task_prefix(self.project.name, task.name)
+            spec = build_job_spec(
+                task,
+                project=self.project.name,
+                job_name=job,
+                fingerprint=fp.value,
+                entry_point=self.planner.fingerprinter.entry_name(task),
+                code_uri=code_uri,
+                output_uri=self.store.uri(base),
+                state_uri=self.store.uri(layout.state_prefix(self.project.name, task.name)),
+                channels=channels,
+                image_uri=self.image_resolver(task),
+                role_arn=self.backend.role_arn(),
+                region=self.project.region,
+            )
+            self.backend.launch(spec)
+            self.report(JobLaunched(task.name, job, self.backend.name))
+            result = self.backend.wait(
+                job,
+                lambda host, line: self.report(LogLine(task.name, host, line)),
+                lambda message: self.report(JobStatus(task.name, job, message)),
+                interrupt,
+            )
+            if result.status != "Completed":
+                if interrupt.is_set():
+                    raise KeyboardInterrupt
+                raise TaskFailed(
+                    f"task {task.name}: job {job} {result.status.lower()}: "
+                    + describe_local_failure(result)
+                )
+            outputs = self._verify(task, job, result.hosts)
+            marker = self.write_marker(task, fp, job, outputs, started)
+        finally:
+            if not (interrupt.is_set() and self.backend.detaches):
+                self.store.delete(inflight_key)
+        self.download(task, marker)
+        return marker
+
+    def _claim(self, task: Task, fp: Fingerprint, key: str) -> str:
+        """Record the job about to run; one in flight per task across ssmake processes."""
+        while True:
+            job = layout.job_name(task.name, fp.value, self._attempt(task, fp.value))
+            record = {
+                "job": job,
+                "fingerprint": fp.value,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "backend": self.backend.name,
+                "time": time.time(),
+            }
+            if self.store.put_if_absent(key, json.dumps(record).encode()):
+                return job
+            current = self.planner.read_inflight(task.name)
+            if current is None or not _alive(current):
+                self.store.delete(key)
+                continue
+            self.report(
+                Notice(
+                    f"job {current.get('job')} of this task is running "
+                    f"(ssmake pid {current.get('pid')}); waiting for it",
+                    task.name,
+                )
+            )
+            while self.store.exists(key):
+                current = self.planner.read_inflight(task.name)
+                if current is not None and not _alive(current):
+                    break
+                time.sleep(0.5)
+            raise _Retry
+
+
+class _Retry(Exception):
+    """Another process ran this task meanwhile: plan it again."""
+
+
+def _alive(record: Mapping[str, Any]) -> bool:
+    if record.get("backend") != "local":
+        return True
+    if record.get("host") != socket.gethostname():
+        return True
+    pid = record.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

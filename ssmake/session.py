@@ -1,0 +1,94 @@
+"""Wiring: a loaded project plus its store, backend, planner and engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ssmake.backends import BACKENDS, Backend
+from ssmake.engine import Engine
+from ssmake.errors import ConfigError
+from ssmake.events import Reporter
+from ssmake.fingerprint import Fingerprinter, S3Lister
+from ssmake.hashcache import HashCache
+from ssmake.model import Project
+from ssmake.planner import Planner
+from ssmake.runner import ImageResolver, TaskRunner, default_image
+from ssmake.store import Store, open_store
+
+
+def _s3_lister(region: str | None) -> S3Lister:
+    def list_s3(uri: str) -> Mapping[str, tuple[int, str]]:
+        from ssmake.store import store_for_uri
+
+        store, key = store_for_uri(uri, region=region)
+        return {o.key: (o.size, o.etag) for o in store.list(key)}
+
+    return list_s3
+
+
+@dataclass
+class Session:
+    project: Project
+    store: Store
+    hashes: HashCache
+    fingerprinter: Fingerprinter
+    planner: Planner
+    work_dir: Path
+
+    def backend(self, **kwargs: object) -> Backend:
+        factory = BACKENDS.get(self.project.backend)
+        if factory is None:
+            raise ConfigError(f"unknown backend {self.project.backend!r}: use local or sagemaker")
+        if self.project.backend == "local":
+            kwargs.setdefault("work_dir", self.work_dir)
+        else:
+            kwargs.setdefault("region", self.project.region)
+            kwargs.setdefault("store", self.store)
+        return factory(**kwargs)
+
+    def engine(self, reporter: Reporter, *, jobs: int = 1, keep_going: bool = False) -> Engine:
+        backend = self.backend()
+        runner = TaskRunner(
+            self.project,
+            self.store,
+            backend,
+            self.planner,
+            reporter,
+            work_dir=self.work_dir,
+            image_resolver=_image_resolver(self.project, backend),
+        )
+        return Engine(
+            self.project, self.planner, runner, backend, reporter, jobs=jobs, keep_going=keep_going
+        )
+
+    def close(self) -> None:
+        self.hashes.save()
+
+
+def _image_resolver(project: Project, backend: Backend) -> ImageResolver:
+    resolver: ImageResolver | None = getattr(backend, "image_for", None)
+    return resolver if resolver is not None else default_image
+
+
+def open_session(project: Project, *, backend: str | None = None) -> Session:
+    """Open the store and caches of a project (optionally on another backend)."""
+    if backend is not None and backend != project.backend:
+        project = replace(project, backend=backend)
+    store_address = project.store
+    if not store_address:
+        if project.backend == "sagemaker":
+            from ssmake.backends.sagemaker import default_bucket_url
+
+            store_address = default_bucket_url(project.region)
+        else:
+            store_address = ".ssmake"
+    store = open_store(store_address, root=project.root, region=project.region)
+    work_dir = project.root / ".ssmake" / "cache"
+    hashes = HashCache(work_dir / "hashes.json")
+    has_s3 = any(i.s3 for t in project.tasks.values() for i in t.inputs)
+    lister = _s3_lister(project.region) if has_s3 else None
+    fingerprinter = Fingerprinter(project, hashes, s3_lister=lister)
+    planner = Planner(project, store, fingerprinter)
+    return Session(project, store, hashes, fingerprinter, planner, work_dir)
