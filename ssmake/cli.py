@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("task")
     download.add_argument(
         "-o",
-        "--output",
+        "--dir",
         dest="out",
         metavar="DIR",
         help="where to (default: the task's output_path)",

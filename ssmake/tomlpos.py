@@ -189,7 +189,8 @@ class _Scanner:
                 raise _Stop
 
     def basic_string(self) -> str:
-        text, i, out = self.text, self.pos + 1, []
+        text, i = self.text, self.pos + 1
+        out: list[str] = []
         while i < len(text):
             char = text[i]
             if char == '"':

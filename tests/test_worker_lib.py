@@ -5,7 +5,6 @@ import argparse
 import ast
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -357,34 +356,3 @@ def test_worker_lib_is_python_3_6_syntax() -> None:
     source = Path(worker_lib.__file__).read_text()
 
     ast.parse(source, feature_version=(3, 6))
-
-
-def oldest_python() -> str | None:
-    """A Python 3.6 interpreter, as in the oldest framework containers, when one runs here."""
-    python = shutil.which("python3.6")
-    if python is None:
-        return None
-    # Ask for the real executable: a version manager's shim may not run in the
-    # clean environment the workers get.
-    probe = subprocess.run(
-        [python, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True
-    )
-    return probe.stdout.strip() if probe.returncode == 0 else None
-
-
-def test_runs_on_the_oldest_supported_python(tmp_path: Path) -> None:
-    python = oldest_python()
-    if python is None:
-        pytest.skip("no runnable python3.6")
-    script = (
-        PRINT_ARGS
-        + "\nworker_lib.onTermination()\nworker_lib.markCompleted(worker_lib.parseArgs())\n"
-    )
-    hps = {"task": 1}
-
-    worker = start_worker(tmp_path, script, job_env(tmp_path, hps=hps), hp_argv(hps), python)
-    stdout, stderr = worker.communicate(timeout=10)
-
-    assert worker.returncode == 0, stderr
-    assert json.loads(stdout)["hps"] == hps
-    assert worker_lib.isCompleted(str(tmp_path / "state"), ["algo-1"], "job-1")

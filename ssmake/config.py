@@ -1,0 +1,686 @@
+"""Load an Ssmfile into the task model, validating everything before anything runs.
+
+Every problem is collected and reported in one ConfigError, one per line, most
+important first: unknown keys (a typo often explains the rest), then bad
+values, then references between tasks, then files missing on disk:
+
+    Ssmfile.toml:12: tasks.train.inputs.data.distribution: 'Sharded' is not one of ...
+
+`[defaults]` holds task keys inherited by every task. A task's own value wins;
+the tables hyperparameters, environment, tags and metrics are merged key by key
+with the task's entries on top, other values (image and inputs included) are
+replaced whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import graphlib
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any
+
+from ssmake.errors import ConfigError
+from ssmake.model import (
+    BACKEND_NAMES,
+    COMPLETIONS,
+    DISTRIBUTIONS,
+    DOWNLOAD_KINDS,
+    FRAMEWORKS,
+    TASK_OUTPUTS,
+    Image,
+    Input,
+    Project,
+    Task,
+)
+from ssmake.tomlpos import KeyPath, Locator, format_key
+
+__all__ = ["SSMFILE", "SUBCOMMANDS", "TASK_KEYS", "Locator", "build_task", "load_project"]
+
+SSMFILE = "Ssmfile.toml"
+
+# Task names that would read as a subcommand on the command line.
+SUBCOMMANDS = frozenset(
+    {
+        "run",
+        "status",
+        "explain",
+        "graph",
+        "logs",
+        "watch",
+        "download",
+        "clean",
+        "init",
+        "cancel",
+        "help",
+    }
+)
+
+TOP_KEYS = ("project", "defaults", "tasks")
+PROJECT_KEYS = ("name", "backend", "store", "region", "default")
+# The Task fields a user writes; `dockerfile_content` is for the Python API only.
+TASK_KEYS = tuple(
+    field.name
+    for field in dataclasses.fields(Task)
+    if field.name not in ("name", "dockerfile_content")
+)
+IMAGE_KEYS = ("repo", "local_repo", "tag", "uri")
+INPUT_KEYS = ("path", "s3", "task", "output", "distribution")
+INPUT_SOURCES = ("path", "s3", "task")
+
+_NAME = re.compile(r"[A-Za-z0-9-]+")
+_CHANNEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+_TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+# How an issue ranks in the report, most important first.
+_UNKNOWN, _INVALID, _REFERENCE, _ON_DISK = range(4)
+
+
+def load_project(root: Path, ssmfile: Path | None = None) -> Project:
+    """Read and validate `root/Ssmfile.toml` (or `ssmfile`).
+
+    Raises ConfigError listing every problem found, one per line.
+    """
+    path = root / SSMFILE if ssmfile is None else ssmfile
+    source = _display_name(path)
+    text = _read(path, source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(_syntax_error(source, text, error)) from None
+
+    issues = _Issues(Locator(text, source))
+    issues.unknown_keys(data, TOP_KEYS, ())
+    settings = _project_settings(issues, data.get("project", {}), root)
+    defaults = _table(issues, data.get("defaults", {}), ("defaults",)) or {}
+    issues.unknown_keys(defaults, TASK_KEYS, ("defaults",))
+    tables = _table(issues, data.get("tasks", {}), ("tasks",))
+    if tables == {}:
+        issues.invalid(("tasks",), "no tasks defined: add a [tasks.NAME] table")
+
+    tasks: dict[str, Task] = {}
+    refs: dict[str, list[_Ref]] = {}
+    for name, value in (tables or {}).items():
+        table = _table(issues, value, ("tasks", name))
+        if table is not None:
+            task, refs[name] = _task_from_table(name, table, defaults, root, issues)
+            if task is not None:
+                tasks[name] = task
+    names = list(tables or {})
+    defaults_refs = [_Ref(("project", "default"), target) for target in settings["default"]]
+    _check_references(issues, [defaults_refs, *refs.values()], names)
+    _check_cycles(issues, refs, names)
+    issues.raise_if_any()
+    return Project(root=root.resolve(), ssmfile=path, tasks=tasks, **settings)
+
+
+def build_task(
+    name: str,
+    table: Mapping[str, Any],
+    *,
+    defaults: Mapping[str, Any] = _EMPTY,
+    where: Locator | None = None,
+    root: Path | None = None,
+) -> Task:
+    """Validate one task's keys (as in `[tasks.NAME]`) over `defaults` and build it.
+
+    With `root`, the files it names are checked on disk too, and a requirements.txt
+    in source_dir is picked up. References to other tasks are not checked (only a
+    whole project knows them); depending on itself is.
+    """
+    issues = _Issues(where)
+    task, _ = _task_from_table(name, table, defaults, root, issues)
+    issues.raise_if_any()
+    assert task is not None  # built whenever no issue was found
+    return task
+
+
+@dataclass(frozen=True)
+class _Issue:
+    rank: int
+    path: KeyPath
+    message: str
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A reference to another task, and the key that makes it."""
+
+    path: KeyPath
+    task: str
+
+
+class _Issues:
+    def __init__(self, where: Locator | None) -> None:
+        self.where = where
+        self.items: list[_Issue] = []
+
+    def add(self, rank: int, path: KeyPath, message: str) -> None:
+        self.items.append(_Issue(rank, path, message))
+
+    def invalid(self, path: KeyPath, message: str) -> None:
+        self.add(_INVALID, path, message)
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: Sequence[str], path: KeyPath) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = _did_you_mean(key, allowed, "allowed keys are")
+                self.add(_UNKNOWN, (*path, key), f"unknown key; {hint}")
+
+    def raise_if_any(self) -> None:
+        ordered = sorted(self.items, key=lambda issue: issue.rank)
+        # Defaults are checked once per task: report each problem once.
+        lines = dict.fromkeys(self.format(issue) for issue in ordered)
+        if lines:
+            raise ConfigError("\n".join(lines))
+
+    def format(self, issue: _Issue) -> str:
+        text = f"{format_key(issue.path)}: {issue.message}" if issue.path else issue.message
+        if self.where is None:
+            return text
+        line = self.where.line(issue.path)
+        place = self.where.source if line is None else f"{self.where.source}:{line}"
+        return f"{place}: {text}"
+
+
+def _did_you_mean(word: str, choices: Iterable[str], listing: str) -> str:
+    options = list(choices)
+    close = difflib.get_close_matches(word, options, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"{listing}: {', '.join(options)}" if options else f"{listing}: none"
+
+
+def _display_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _read(path: Path, source: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: not found; create one with 'ssmake init' or name yours with -f FILE"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{source}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"{source}: cannot read it: {error.strerror}") from None
+
+
+def _syntax_error(source: str, text: str, error: tomllib.TOMLDecodeError) -> str:
+    message = str(error)
+    at = _TOML_AT.search(message)
+    what = _TOML_AT.sub("", message)
+    if at is None:
+        place = source
+    elif at[1] is None:
+        place = f"{source}:{text.count(chr(10)) + 1}"
+    else:
+        place = f"{source}:{at[1]}:{at[2]}"
+    return f"{place}: invalid TOML: {what}; fix the syntax there (see https://toml.io)"
+
+
+# Values: each check reports what is wrong and returns the value, or None if unusable.
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"{'integer' if isinstance(value, int) else 'float'} {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "a table"
+    return f"{type(value).__name__} {value}"
+
+
+def _string(issues: _Issues, value: Any, path: KeyPath, *, empty: bool = False) -> str | None:
+    if isinstance(value, str):
+        if value or empty:
+            return value
+        issues.invalid(path, "must not be empty")
+        return None
+    hint = f'; quote it: "{value}"' if isinstance(value, int | float) else ""
+    issues.invalid(path, f"expected a string, got {_kind(value)}{hint}")
+    return None
+
+
+def _integer(issues: _Issues, value: Any, path: KeyPath, *, minimum: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        digits = isinstance(value, str) and value.strip().lstrip("-").isdigit()
+        hint = "; remove the quotes" if digits else ""
+        issues.invalid(path, f"expected an integer, got {_kind(value)}{hint}")
+        return None
+    if value < minimum:
+        issues.invalid(path, f"must be at least {minimum}, got {value}")
+        return None
+    return value
+
+
+def _boolean(issues: _Issues, value: Any, path: KeyPath) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    issues.invalid(path, f"expected a boolean (true or false, unquoted), got {_kind(value)}")
+    return None
+
+
+def _choice(issues: _Issues, value: Any, path: KeyPath, *, allowed: Sequence[str]) -> str | None:
+    text = _string(issues, value, path)
+    if text is not None and text not in allowed:
+        issues.invalid(path, f"{text!r} is not one of {', '.join(allowed)}")
+        return None
+    return text
+
+
+def _table(issues: _Issues, value: Any, path: KeyPath) -> Mapping[str, Any] | None:
+    if isinstance(value, Mapping):
+        return value
+    issues.invalid(path, f"expected a table, got {_kind(value)}")
+    return None
+
+
+def _strings(issues: _Issues, value: Any, path: KeyPath) -> tuple[str, ...] | None:
+    if not isinstance(value, list | tuple):
+        hint = f'; write ["{value}"]' if isinstance(value, str) else ""
+        issues.invalid(path, f"expected an array of strings, got {_kind(value)}{hint}")
+        return None
+    good = True
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, str) or not item:
+            issues.invalid(path, f"item {number}: expected a non-empty string, got {_kind(item)}")
+            good = False
+    return tuple(value) if good else None
+
+
+def _string_map(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
+    table = _table(issues, value, path)
+    if table is None:
+        return None
+    strings = {key: _string(issues, item, (*path, key), empty=True) for key, item in table.items()}
+    return {key: item for key, item in strings.items() if item is not None}
+
+
+def _instance_type(issues: _Issues, value: Any, path: KeyPath) -> str | None:
+    text = _string(issues, value, path)
+    if text is not None and not _INSTANCE_TYPE.fullmatch(text):
+        issues.invalid(path, f"{text!r} is not a SageMaker instance type, like 'ml.m5.large'")
+        return None
+    return text
+
+
+def _download(issues: _Issues, value: Any, path: KeyPath) -> tuple[str, ...] | None:
+    kinds = _strings(issues, value, path)
+    if kinds is None:
+        return None
+    bad = [kind for kind in kinds if kind not in DOWNLOAD_KINDS]
+    for kind in bad:
+        issues.invalid(path, f"{kind!r} is not one of {', '.join(DOWNLOAD_KINDS)}")
+    return None if bad else tuple(dict.fromkeys(kinds))
+
+
+def _hyperparameters(issues: _Issues, value: Any, path: KeyPath) -> dict[str, object] | None:
+    table = _table(issues, value, path)
+    if table is None:
+        return None
+    for key, item in table.items():
+        if not isinstance(item, str | int | float):
+            got = _kind(item)
+            issues.invalid((*path, key), f"expected a string, number or boolean, got {got}")
+    return {key: item for key, item in table.items() if isinstance(item, str | int | float)}
+
+
+def _metrics(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
+    table = _string_map(issues, value, path)
+    for name, regex in (table or {}).items():
+        try:
+            groups = re.compile(regex).groups
+        except re.error as error:
+            issues.invalid((*path, name), f"regex {regex!r} does not compile: {error}")
+            continue
+        if groups == 0:
+            hint = "capture the value in a group, like 'loss=(.*?);'"
+            issues.invalid((*path, name), f"regex {regex!r} has no group; {hint}")
+    return table
+
+
+def _environment(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
+    table = _string_map(issues, value, path)
+    for name in table or {}:
+        if not _ENV_NAME.fullmatch(name):
+            hint = "use letters, digits and '_', not starting with a digit"
+            issues.invalid((*path, name), f"{name!r} is not an environment variable name; {hint}")
+    return table
+
+
+def _tags(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
+    table = _string_map(issues, value, path)
+    for key in table or {}:
+        if key.startswith(("ssmake:", "aws:")):
+            issues.invalid((*path, key), "tag keys starting with 'ssmake:' or 'aws:' are reserved")
+    return table
+
+
+_Check = Callable[[_Issues, Any, KeyPath], Any]
+
+_CHECKS: dict[str, _Check] = {
+    "source_dir": _string,
+    "entry_point": _string,
+    "dependencies": _strings,
+    "requirements": _string,
+    "dockerfile": _string,
+    "instance_type": _instance_type,
+    "instance_count": partial(_integer, minimum=1),
+    "volume_size": partial(_integer, minimum=1),
+    "spot": _boolean,
+    "max_wait_mins": partial(_integer, minimum=0),
+    "max_run_mins": partial(_integer, minimum=1),
+    "framework": partial(_choice, allowed=FRAMEWORKS),
+    "framework_version": _string,
+    "python_version": _string,
+    "enable_metrics": _boolean,
+    "download": _download,
+    "output_path": _string,
+    "completion": partial(_choice, allowed=COMPLETIONS),
+    "after": _strings,
+    "local_docker": _boolean,
+}
+_MERGED: dict[str, _Check] = {
+    "hyperparameters": _hyperparameters,
+    "environment": _environment,
+    "tags": _tags,
+    "metrics": _metrics,
+}
+
+
+# Tasks
+
+
+def _task_from_table(
+    name: str,
+    table: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    root: Path | None,
+    issues: _Issues,
+) -> tuple[Task | None, list[_Ref]]:
+    """Build a task, or None if it has issues; and its references to other tasks."""
+    base: KeyPath = ("tasks", name)
+    before = len(issues.items)
+    _check_task_name(issues, name, base)
+    issues.unknown_keys(table, TASK_KEYS, base)
+    issues.unknown_keys(defaults, TASK_KEYS, ("defaults",))
+
+    # Where each key's value comes from: the task, else [defaults].
+    given: dict[str, tuple[Any, KeyPath]] = {}
+    for source, path in ((defaults, ("defaults",)), (table, base)):
+        given.update({key: (value, (*path, key)) for key, value in source.items()})
+    fields: dict[str, Any] = {"name": name}
+    for key, check in _CHECKS.items():
+        if key in given and (value := check(issues, *given[key])) is not None:
+            fields[key] = value
+    for key, check in _MERGED.items():
+        merged: dict[str, Any] = {}
+        for source, path in ((defaults, ("defaults",)), (table, base)):
+            if key in source:
+                merged.update(check(issues, source[key], (*path, key)) or {})
+        fields[key] = merged
+    if "image" in given and (image := _image(issues, *given["image"])) is not None:
+        fields["image"] = image
+
+    refs: list[_Ref] = []
+    if "inputs" in given:
+        fields["inputs"] = _inputs(issues, *given["inputs"], root, refs)
+    refs.extend(_Ref(given["after"][1], upstream) for upstream in fields.get("after", ()))
+    for ref in refs:
+        if ref.task == name:
+            issues.add(
+                _REFERENCE, ref.path, "a task cannot depend on itself; remove this reference"
+            )
+    refs = [ref for ref in refs if ref.task != name]
+
+    paths = {key: path for key, (_, path) in given.items()}
+    if "entry_point" not in given:
+        issues.invalid(
+            (*base, "entry_point"), 'missing; add entry_point = "train.py", the script the job runs'
+        )
+    _check_limits(issues, fields, paths)
+    if root is not None:
+        _check_files(issues, root, fields, paths)
+    if len(issues.items) > before:
+        return None, refs
+    return Task(**fields), refs
+
+
+def _check_task_name(issues: _Issues, name: str, path: KeyPath) -> None:
+    if not _NAME.fullmatch(name):
+        suggestion = re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "train"
+        hint = f"use only letters, digits and '-', like {suggestion!r}"
+        issues.invalid(path, f"bad task name {name!r}; {hint}")
+    elif name in SUBCOMMANDS:
+        issues.invalid(path, f"task name {name!r} is an ssmake subcommand; rename the task")
+
+
+def _image(issues: _Issues, value: Any, path: KeyPath) -> Image | None:
+    table = _table(issues, value, path)
+    if table is None:
+        return None
+    issues.unknown_keys(table, IMAGE_KEYS, path)
+    strings = {key: _string(issues, table[key], (*path, key)) for key in IMAGE_KEYS if key in table}
+    fields = {key: value for key, value in strings.items() if value is not None}
+    built = [key for key in ("repo", "local_repo", "tag") if key in fields]
+    if "uri" in fields and built:
+        hint = f"{', '.join(built)} only apply to an image built from a dockerfile"
+        issues.invalid(path, f"uri names a ready image; {hint}: keep one or the other")
+    return Image(**fields)
+
+
+def _inputs(
+    issues: _Issues, value: Any, path: KeyPath, root: Path | None, refs: list[_Ref]
+) -> tuple[Input, ...]:
+    table = _table(issues, value, path)
+    seen: dict[str, str] = {}
+    inputs: list[Input] = []
+    for channel, spec in (table or {}).items():
+        where = (*path, channel)
+        if not _CHANNEL.fullmatch(channel):
+            hint = "use at most 64 letters, digits, '.', '-' and '_'"
+            issues.invalid(where, f"bad channel name {channel!r}; {hint}")
+        # Workers find channel NAME in SM_CHANNEL_<NAME upper-cased>.
+        if (other := seen.setdefault(channel.upper(), channel)) != channel:
+            clash = f"both are SM_CHANNEL_{channel.upper()} to the job"
+            issues.invalid(
+                where, f"channel {channel!r} clashes with {other!r} ({clash}); rename one"
+            )
+        item = _input(issues, channel, spec, where, root, refs)
+        if item is not None:
+            inputs.append(item)
+    return tuple(inputs)
+
+
+def _input(
+    issues: _Issues, channel: str, spec: Any, path: KeyPath, root: Path | None, refs: list[_Ref]
+) -> Input | None:
+    shorthand = isinstance(spec, str)
+    if isinstance(spec, str):
+        looks_s3 = spec.startswith("s3:") or "://" in spec
+        spec = {"s3": spec} if looks_s3 else {"path": spec}
+    if not isinstance(spec, Mapping):
+        issues.invalid(path, f"expected a table or a string, got {_kind(spec)}")
+        return None
+    issues.unknown_keys(spec, INPUT_KEYS, path)
+    sources = [key for key in INPUT_SOURCES if key in spec]
+    if len(sources) != 1:
+        got = f", got {' and '.join(sources)}" if sources else ""
+        issues.invalid(path, f"needs exactly one of path, s3 and task{got}")
+        return None
+    kind = sources[0]
+    where = path if shorthand else (*path, kind)
+    value = _string(issues, spec[kind], where)
+    if value is None:
+        return None
+    fields: dict[str, Any] = {"name": channel, kind: value}
+    if kind == "s3" and not _S3_URI.fullmatch(value):
+        issues.invalid(where, f"{value!r} is not an S3 URI; write s3://BUCKET/KEY")
+    elif kind == "task":
+        refs.append(_Ref(where, value))
+    elif kind == "path" and root is not None and not (root / value).exists():
+        issues.add(_ON_DISK, where, f"{value!r} not found; create it or fix the path")
+    if "output" in spec and kind != "task":
+        issues.invalid((*path, "output"), "only a task input has an output; remove it")
+    elif "output" in spec:
+        fields["output"] = _choice(issues, spec["output"], (*path, "output"), allowed=TASK_OUTPUTS)
+    if "distribution" in spec:
+        where = (*path, "distribution")
+        fields["distribution"] = _choice(issues, spec["distribution"], where, allowed=DISTRIBUTIONS)
+    return Input(**{key: value for key, value in fields.items() if value is not None})
+
+
+def _check_limits(issues: _Issues, fields: Mapping[str, Any], paths: Mapping[str, KeyPath]) -> None:
+    max_wait, max_run = fields.get("max_wait_mins", 0), fields.get("max_run_mins", 1440)
+    if fields.get("spot", True) and 0 < max_wait < max_run:
+        hint = "or 0 to wait as long as max_run_mins"
+        message = f"must be at least max_run_mins ({max_run}) for a spot job, {hint}"
+        issues.invalid(paths["max_wait_mins"], message)
+    if fields.get("download") and "output_path" not in paths:
+        issues.invalid(paths["download"], "needs output_path, the directory to download into")
+    entry, source_dir = fields.get("entry_point"), fields.get("source_dir")
+    if entry is not None and source_dir is not None:
+        inner = PurePosixPath(entry)
+        if inner.is_absolute() or ".." in inner.parts:
+            message = f"must be a path inside source_dir {source_dir!r}, relative to it"
+            issues.invalid(paths["entry_point"], message)
+
+
+def _check_files(
+    issues: _Issues, root: Path, fields: dict[str, Any], paths: Mapping[str, KeyPath]
+) -> None:
+    """Check that the files a task names exist; infer requirements from source_dir."""
+
+    def missing(key: str, what: str) -> None:
+        issues.add(_ON_DISK, paths[key], f"{what} not found; create it or fix the path")
+
+    source_dir: str | None = fields.get("source_dir")
+    if source_dir is not None and not (root / source_dir).is_dir():
+        missing("source_dir", f"directory {source_dir!r}")
+    elif (entry := fields.get("entry_point")) is not None:
+        relative = PurePosixPath(source_dir or ".", entry)
+        if not (root / relative).is_file():
+            missing("entry_point", f"{str(relative)!r}")
+        inferred = PurePosixPath(source_dir or ".", "requirements.txt")
+        if source_dir and "requirements" not in paths and (root / inferred).is_file():
+            fields["requirements"] = str(inferred)
+    for dependency in fields.get("dependencies", ()):
+        if not (root / dependency).exists():
+            missing("dependencies", f"dependency {dependency!r}")
+    requirements = fields.get("requirements")
+    if "requirements" in paths and requirements and not (root / requirements).is_file():
+        missing("requirements", f"file {requirements!r}")
+    dockerfile = fields.get("dockerfile")
+    if dockerfile is not None and not (root / dockerfile).is_dir():
+        missing("dockerfile", f"directory {dockerfile!r}")
+    elif dockerfile is not None and not (root / dockerfile / "Dockerfile").is_file():
+        hint = "add one (FROM __BASE_IMAGE__) or fix the path"
+        issues.add(_ON_DISK, paths["dockerfile"], f"no Dockerfile in {dockerfile!r}; {hint}")
+
+
+# The project
+
+
+def _project_settings(issues: _Issues, value: Any, root: Path) -> dict[str, Any]:
+    path: KeyPath = ("project",)
+    table = _table(issues, value, path) or {}
+    issues.unknown_keys(table, PROJECT_KEYS, path)
+    settings: dict[str, Any] = {}
+    if "name" in table:
+        name = _string(issues, table["name"], (*path, "name"))
+        origin = "project name"
+    else:
+        name = root.resolve().name
+        origin = "the directory name, the default project name,"
+    if name is not None and (not _NAME.fullmatch(name) or name == "cache"):
+        suggestion = re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-")
+        if suggestion in ("", "cache"):
+            suggestion = f"{suggestion}-project".lstrip("-")
+        why = "is reserved" if name == "cache" else "may use only letters, digits and '-'"
+        fix = f'set name = "{suggestion}" in [project]'
+        issues.invalid((*path, "name"), f"{origin} {name!r} {why}; {fix}")
+    settings["name"] = name
+    backend = "local"
+    if "backend" in table:
+        backend = _choice(issues, table["backend"], (*path, "backend"), allowed=BACKEND_NAMES) or ""
+    settings["backend"] = backend
+    # "" on sagemaker: the account's default bucket, resolved by the backend.
+    store = "" if backend == "sagemaker" else ".ssmake"
+    if "store" in table:
+        store = _string(issues, table["store"], (*path, "store"), empty=True) or store
+        _check_store(issues, store, backend, (*path, "store"))
+    settings["store"] = store
+    if "region" in table:
+        settings["region"] = _string(issues, table["region"], (*path, "region"))
+    if "default" in table:
+        default = _strings(issues, table["default"], (*path, "default"))
+        if default == ():
+            issues.invalid((*path, "default"), "an empty list builds nothing; remove the key")
+        settings["default"] = default or ()
+    else:
+        settings["default"] = ()
+    return settings
+
+
+def _check_store(issues: _Issues, store: str, backend: str, path: KeyPath) -> None:
+    if store.startswith("s3:") or "://" in store:
+        if not _S3_URI.fullmatch(store):
+            issues.invalid(path, f"{store!r} is not an S3 URI; write s3://BUCKET[/PREFIX]")
+    elif backend == "sagemaker" and store:
+        hint = "write s3://BUCKET[/PREFIX], or remove it for the account's default bucket"
+        issues.invalid(path, f"the sagemaker backend needs an S3 store; {hint}")
+
+
+def _check_references(issues: _Issues, refs: Iterable[list[_Ref]], names: list[str]) -> None:
+    for task_refs in refs:
+        for ref in task_refs:
+            if ref.task not in names:
+                hint = _did_you_mean(ref.task, names, "tasks are")
+                issues.add(_REFERENCE, ref.path, f"unknown task {ref.task!r}; {hint}")
+
+
+def _check_cycles(issues: _Issues, refs: Mapping[str, list[_Ref]], names: list[str]) -> None:
+    """Report each dependency cycle once, starting from its task that comes first in the file."""
+    needs: dict[str, dict[str, KeyPath]] = {name: {} for name in names}
+    for name, task_refs in refs.items():
+        for ref in task_refs:
+            if ref.task in needs:
+                needs[name].setdefault(ref.task, ref.path)
+    position = {name: index for index, name in enumerate(names)}
+    while True:
+        try:
+            graphlib.TopologicalSorter({name: list(up) for name, up in needs.items()}).prepare()
+            return
+        except graphlib.CycleError as error:
+            # Each node of the cycle is needed by the next one.
+            nodes: list[str] = error.args[1][:-1]
+            start = min(range(len(nodes)), key=lambda index: position[nodes[index]])
+            cycle = nodes[start:] + nodes[:start]
+            first, last = cycle[0], cycle[-1]
+            shown = " -> ".join([*cycle, first])
+            hint = "each task needs the one before it; remove one of these dependencies"
+            issues.add(_REFERENCE, needs[first][last], f"cycle: {shown} ({hint})")
+            del needs[first][last]
