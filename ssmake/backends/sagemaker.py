@@ -18,7 +18,7 @@ from typing import Any
 
 from ssmake import aws
 from ssmake.backends import LogFn, StatusFn
-from ssmake.errors import BackendError, ConfigError, StoreError
+from ssmake.errors import ConfigError, StoreError
 from ssmake.executor import LOG_TAIL_LINES, JobResult
 from ssmake.jobspec import JobSpec
 from ssmake.model import Task

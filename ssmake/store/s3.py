@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +166,8 @@ class S3Store:
         self._client = client
         self.sizes = sizes
         self.workers = workers
+        #: Keys per ListObjectsV2 page (S3's maximum).
+        self.page_size = 1000
         #: Called with byte counts as sync uploads progress (from one thread at a time).
         self.on_progress = on_progress
         self.etags = EtagCache(etag_cache, sizes)
@@ -302,7 +304,9 @@ class S3Store:
         start = len(self.prefix)
         with aws.translated(f"cannot list {self.uri(prefix)}", StoreError):
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix)
+                Bucket=self.bucket,
+                Prefix=self._key(prefix),
+                PaginationConfig={"PageSize": self.page_size},
             )
             for page in pages:
                 for obj in page.get("Contents", []):
@@ -312,7 +316,7 @@ class S3Store:
         with aws.translated(f"cannot delete {self.uri(key)}", StoreError):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
-    def _delete_keys(self, keys: list[str]) -> None:
+    def _delete_keys(self, keys: Sequence[str]) -> None:
         for i in range(0, len(keys), _DELETE_BATCH):
             batch = keys[i : i + _DELETE_BATCH]
             with aws.translated(f"cannot delete from {self.url}", StoreError):
