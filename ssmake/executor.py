@@ -360,15 +360,18 @@ class LocalExecutor:
             state_store, state_prefix = store_for_uri(checkpoint["S3Uri"])
             if not state_prefix.endswith("/"):
                 state_prefix += "/"
-            uploaded: dict[str, Path] = {}
+            # Every instance starts with a copy of the whole state; upload what any
+            # instance changed or added (the last writer wins, as with S3 sync).
+            changed: dict[str, Path] = {}
             for inst in instances:
                 state_dir = inst.base / "state"
                 for path in sorted(state_dir.rglob("*")):
                     if path.is_file() and not path.is_symlink():
-                        uploaded[path.relative_to(state_dir).as_posix()] = path
-            for rel, path in uploaded.items():
-                if self._restored_state.get(rel) != sha256_path(path):
-                    state_store.put_file(state_prefix + rel, path)
+                        rel = path.relative_to(state_dir).as_posix()
+                        if self._restored_state.get(rel) != sha256_path(path):
+                            changed[rel] = path
+            for rel, path in changed.items():
+                state_store.put_file(state_prefix + rel, path)
         if result.status != "Completed":
             return
         model = self.run_dir / "model.tar.gz"

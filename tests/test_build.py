@@ -12,24 +12,21 @@ CHAIN = """
 [project]
 name = "demo"
 
-[defaults]
-source_dir = "code"
-
 [tasks.prepare]
-entry_point = "prepare.py"
+entry_point = "code/prepare.py"
 instance_count = 2
 inputs.data = { path = "data", distribution = "ShardedByS3Key" }
 completion = "marked"
 
 [tasks.train]
-entry_point = "train.py"
+entry_point = "code/train.py"
 instance_count = 2
 inputs.prepared = { task = "prepare", output = "model" }
 inputs.prev_state = { task = "prepare", output = "state" }
 hyperparameters = { lr = 0.5, name = "first run" }
 
 [tasks.report]
-entry_point = "report.py"
+entry_point = "code/report.py"
 inputs.trained = { task = "train", output = "output" }
 download = ["model", "output", "state", "logs"]
 output_path = "out/report"

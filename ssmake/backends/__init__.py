@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ssmake.jobspec import JobSpec
 
@@ -45,14 +45,14 @@ class Backend(Protocol):
 BackendFactory = Callable[..., Backend]
 
 
-def _local(**kwargs: object) -> Backend:
+def _local(**kwargs: Any) -> Backend:
     from ssmake.backends.local import LocalBackend
 
-    backend: Backend = LocalBackend(**kwargs)  # type: ignore[arg-type]
+    backend: Backend = LocalBackend(**kwargs)
     return backend
 
 
-def _sagemaker(**kwargs: object) -> Backend:
+def _sagemaker(**kwargs: Any) -> Backend:
     from ssmake.backends.sagemaker import SageMakerBackend
 
     backend: Backend = SageMakerBackend(**kwargs)

@@ -29,7 +29,8 @@ class LocalStore:
         return f"file://{self.root}"
 
     def uri(self, key: str) -> str:
-        return f"file://{self.root / key}"
+        # Keep a trailing "/": it makes the URI a folder prefix, as on S3.
+        return f"file://{self.root / key}" + ("/" if key.endswith("/") else "")
 
     def _path(self, key: str) -> Path:
         if key.startswith("/") or ".." in key.split("/"):
