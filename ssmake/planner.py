@@ -97,14 +97,15 @@ class Planner:
         if forced:
             plan.reasons = ["forced (-B)"]
             return plan, fp, marker
-        if marker is not None and marker.get("fingerprint") == fp.value:
+        current = marker is not None and marker.get("schema") == SCHEMA_VERSION
+        if marker is not None and current and marker.get("fingerprint") == fp.value:
             if self.outputs_present(marker):
                 plan.state = "up-to-date"
                 return plan, fp, marker
             plan.reasons = ["outputs of the last run are missing from the store"]
             return plan, fp, marker
         old = marker.get("components") if marker is not None else None
-        if marker is not None and marker.get("schema") != SCHEMA_VERSION:
+        if marker is not None and not current:
             plan.reasons = ["marker written by an older ssmake (fingerprint schema changed)"]
         else:
             plan.reasons = explain_changes(old, fp.components) or ["fingerprint changed"]
