@@ -78,7 +78,7 @@ class Fingerprinter:
         if path.is_file():
             return {path.name: path}
         matcher = self._matcher if _within(path, self.root) else IgnoreMatcher(path)
-        return {rel: p for rel, _st, p in matcher.walk(path)}
+        return {rel: Path(p) for rel, _st, p in matcher.walk(path)}
 
     def hash_tree(self, path: Path) -> dict[str, str]:
         """Relative name -> sha256 of every file a directory (or one file) contributes."""
@@ -86,7 +86,7 @@ class Fingerprinter:
         if cached is not None:
             return cached
         if path.is_file():
-            entries = [(path.name, os.stat(path), path)]
+            entries = [(path.name, os.stat(path), str(path))]
         else:
             matcher = self._matcher if _within(path, self.root) else IgnoreMatcher(path)
             entries = list(matcher.walk(path))

@@ -13,7 +13,6 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CACHE_VERSION = 1
@@ -23,10 +22,10 @@ _PARALLEL_MIN_BYTES = 4 << 20
 _RACY_NS = 2_000_000_000
 
 
-def sha256_path(path: Path) -> str:
+def sha256_path(path: str | Path) -> str:
     """The sha256 of a file's content, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    with path.open("rb", buffering=0) as f:
+    with open(path, "rb", buffering=0) as f:
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
         while n := f.readinto(buf):
@@ -76,7 +75,7 @@ class HashCache:
             return entry[3]
         return None
 
-    def hash_files(self, files: Sequence[tuple[Path, os.stat_result]]) -> list[str]:
+    def hash_files(self, files: Sequence[tuple[str | Path, os.stat_result]]) -> list[str]:
         """The content hash of each (path, stat) pair, in order."""
         result: list[str | None] = []
         missing: list[int] = []
@@ -89,6 +88,8 @@ class HashCache:
             todo_bytes = sum(files[i][1].st_size for i in missing)
             paths = [files[i][0] for i in missing]
             if self.workers > 1 and len(missing) > 1 and todo_bytes >= _PARALLEL_MIN_BYTES:
+                from concurrent.futures import ThreadPoolExecutor
+
                 with ThreadPoolExecutor(self.workers) as pool:
                     digests = list(pool.map(sha256_path, paths))
             else:

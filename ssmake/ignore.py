@@ -147,8 +147,11 @@ class IgnoreMatcher:
                 return True
         return False
 
-    def walk(self, top: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
+    def walk(self, top: Path) -> Iterator[tuple[str, os.stat_result, str]]:
         """Every file under `top` that is not ignored: (path relative to top, stat, path).
+
+        Paths are strings: on a tree of many thousand files, Path objects cost more
+        than the stat calls.
 
         Symlinked files count with their target's content; symlinked directories are
         followed once (a link back up the tree is not followed again).
@@ -158,12 +161,12 @@ class IgnoreMatcher:
             top_rel = ""
         if top_rel and self.is_ignored(top_rel, True):
             return
-        stack: list[tuple[Path, str]] = [(top, top_rel)]
+        stack: list[tuple[str, str]] = [(str(top), top_rel)]
         seen: set[tuple[int, int]] = set()
         while stack:
             directory, rel_dir = stack.pop()
             try:
-                st_dir = directory.stat()
+                st_dir = os.stat(directory)
                 if (st_dir.st_dev, st_dir.st_ino) in seen:
                     continue
                 seen.add((st_dir.st_dev, st_dir.st_ino))
@@ -171,7 +174,7 @@ class IgnoreMatcher:
             except OSError:
                 continue
             sets = self._sets_for(rel_dir)
-            subdirs: list[tuple[Path, str]] = []
+            subdirs: list[tuple[str, str]] = []
             for entry in entries:
                 if entry.name in ALWAYS_IGNORED:
                     continue
@@ -183,12 +186,12 @@ class IgnoreMatcher:
                 if rel in self.exclude or (sets and _ignored(rel, is_dir, sets)):
                     continue
                 if is_dir:
-                    subdirs.append((Path(entry.path), rel))
+                    subdirs.append((entry.path, rel))
                     continue
                 try:
                     st = entry.stat()
                 except OSError:
                     continue  # a dangling link has no content to hash
                 out_rel = rel[len(top_rel) + 1 :] if top_rel else rel
-                yield out_rel, st, Path(entry.path)
+                yield out_rel, st, entry.path
             stack.extend(reversed(subdirs))

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssmake.backends import BACKENDS, Backend
-from ssmake.engine import Engine
 from ssmake.errors import ConfigError
 from ssmake.events import Reporter
 from ssmake.fingerprint import Fingerprinter, S3Lister
 from ssmake.hashcache import HashCache
 from ssmake.model import Project
 from ssmake.planner import Planner
-from ssmake.runner import ImageResolver, TaskRunner, default_image
 from ssmake.store import Store, open_store
+
+if TYPE_CHECKING:
+    from ssmake.engine import Engine
+    from ssmake.runner import ImageResolver
 
 
 def _s3_lister(region: str | None) -> S3Lister:
@@ -49,6 +52,9 @@ class Session:
         return factory(**kwargs)
 
     def engine(self, reporter: Reporter, *, jobs: int = 1, keep_going: bool = False) -> Engine:
+        from ssmake.engine import Engine
+        from ssmake.runner import TaskRunner
+
         backend = self.backend()
         runner = TaskRunner(
             self.project,
@@ -68,6 +74,8 @@ class Session:
 
 
 def _image_resolver(project: Project, backend: Backend) -> ImageResolver:
+    from ssmake.runner import default_image
+
     resolver: ImageResolver | None = getattr(backend, "image_for", None)
     return resolver if resolver is not None else default_image
 
