@@ -335,6 +335,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     job = (inflight or {}).get("job") or (marker or {}).get("job")
     if not job:
         raise SsmakeError(f"task {args.task} has no job yet: run 'ssmake {args.task}' first")
+    if args.follow and inflight is not None:
+        return _follow(session, args.task, str(job))
     prefix = layout.logs_prefix(session.project.name, args.task, str(job))
     objects = list(session.store.list(prefix))
     if not objects:
@@ -351,6 +353,38 @@ def cmd_logs(args: argparse.Namespace) -> int:
         for line in session.store.get(obj.key).decode(errors="replace").splitlines():
             print(f"[{host}] {line}")
     return EXIT_OK
+
+
+def _follow(session: Session, task: str, job: str) -> int:
+    """Print a running job's log lines as they come, until it ends."""
+    import threading
+    import time
+
+    backend = session.backend()
+    if backend.detaches:
+        result = backend.wait(
+            job,
+            lambda host, line: print(f"[{host}] {line}", flush=True),
+            lambda status: print(f"ssmake: {task}: {status}", file=sys.stderr),
+            threading.Event(),
+        )
+        print(f"ssmake: {task}: job {job} {result.status.lower()}", file=sys.stderr)
+        return EXIT_OK
+    logs = session.work_dir / "runs" / job / "logs"
+    offsets: dict[Path, int] = {}
+    while True:
+        running = session.planner.read_inflight(task) is not None
+        for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+            with path.open("rb") as f:
+                f.seek(offsets.get(path, 0))
+                data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            offsets[path] = offsets.get(path, 0) + len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                print(f"[{path.stem}] {line}", flush=True)
+        if not running:
+            return EXIT_OK
+        time.sleep(0.2)
 
 
 def cmd_download(args: argparse.Namespace) -> int:

@@ -330,3 +330,56 @@ def test_unknown_target_is_a_usage_error(project: ProjectDir) -> None:
 
     assert result.code == 2
     assert "unknown task 'trian'; did you mean 'train'?" in result.err
+
+
+def test_logs_prints_the_last_jobs_logs_by_host(project: ProjectDir) -> None:
+    project.ssmfile(
+        """
+        [tasks.talk]
+        entry_point = "talk.py"
+        instance_count = 2
+        """
+    )
+    project.write("talk.py", "import os\nprint('hello from', os.environ['SM_CURRENT_HOST'])\n")
+    assert project.run().code == 0
+
+    result = project.run("logs", "talk")
+
+    assert result.code == 0
+    assert "[algo-1] hello from algo-1" in result.out
+    assert "[algo-2] hello from algo-2" in result.out
+
+
+def test_graph_formats(project: ProjectDir) -> None:
+    make_chain(project)
+
+    dot = project.run("graph", "--format", "dot").out
+    mermaid = project.run("graph", "--format", "mermaid").out
+
+    assert '"prepare" -> "train";' in dot and '"train" -> "report";' in dot
+    assert "prepare --> train" in mermaid
+
+
+def test_download_command_extracts_results(project: ProjectDir) -> None:
+    make_chain(project)
+    assert project.run("prepare").code == 0
+
+    result = project.run("download", "prepare", "-o", "got", "--model", "--state")
+
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in (project.root / "got/model").iterdir()) == [
+        "seen-algo-1.json",
+        "seen-algo-2.json",
+    ]
+    assert (project.root / "got/state/algo-1/runs").read_text() == "1"
+
+
+def test_init_writes_a_project_that_builds(project: ProjectDir) -> None:
+    init = project.run("init")
+    assert init.code == 0
+
+    result = project.run()
+
+    assert result.code == 0, result.err
+    assert (project.root / "output/train/model/model.json").exists()
+    assert project.run("init").code == 2
