@@ -80,6 +80,14 @@ class Engine:
         running: dict[Future[Outcome], str] = {}
         stop_launching = False
         interrupted = False
+        for name in self.project.external:
+            # Run before, elsewhere: its marker in the store is its result.
+            markers[name] = marker = self.planner.read_marker(name)
+            outcomes[name] = (
+                Outcome(name, "up-to-date", marker.get("fingerprint"), marker.get("job"))
+                if marker is not None
+                else Outcome(name, "blocked", message="no completed run in the store")
+            )
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="task") as pool:
             try:
                 while pending or running:
@@ -90,6 +98,10 @@ class Engine:
                         if any(u not in outcomes for u in ups):
                             continue
                         pending.remove(name)
+                        if self.interrupt.is_set():
+                            # Set from another thread (watch's restart): launch nothing new.
+                            outcomes[name] = Outcome(name, "skipped", message="interrupted")
+                            continue
                         bad = [u for u in ups if outcomes[u].status in _UNUSABLE]
                         if bad or stop_launching:
                             why = (
