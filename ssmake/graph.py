@@ -26,7 +26,7 @@ def select(project: Project, targets: list[str] | tuple[str, ...]) -> list[str]:
         if name in needed:
             continue
         needed.add(name)
-        stack.extend(project.tasks[name].upstream())
+        stack.extend(u for u in project.tasks[name].upstream() if u not in project.external)
     return order(project, needed)
 
 

@@ -104,3 +104,6 @@ class Project:
     region: str | None = None
     default: tuple[str, ...] = ()
     tasks: dict[str, Task] = field(default_factory=dict)
+    # Tasks of this project known only by their markers in the store, never run
+    # from here: `ssm` defines one task, and the tasks it consumes ran before.
+    external: tuple[str, ...] = ()

@@ -120,6 +120,14 @@ class Planner:
         names = select(self.project, list(targets))
         plans: dict[str, TaskPlan] = {}
         future_markers: dict[str, Marker | None] = {}
+        for name in self.project.external:
+            # Run before, elsewhere: its marker in the store is its result.
+            future_markers[name] = marker = self.read_marker(name)
+            plans[name] = (
+                TaskPlan(name, "up-to-date", fingerprint=marker.get("fingerprint"))
+                if marker is not None
+                else TaskPlan(name, "blocked", ["has no completed run in the store"])
+            )
         for name in names:
             task = self.project.tasks[name]
             waiting = [
@@ -129,7 +137,12 @@ class Planner:
             ]
             if waiting:
                 state = "blocked" if any(plans[u].state == "blocked" for u in waiting) else "stale"
-                reasons = [f"upstream {u} will run first" for u in waiting]
+                reasons = [
+                    f"upstream {u} {plans[u].reasons[0]}"
+                    if u in self.project.external
+                    else f"upstream {u} will run first"
+                    for u in waiting
+                ]
                 plans[name] = TaskPlan(name, state, reasons)
                 future_markers[name] = None
                 continue
