@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ALWAYS_IGNORED = frozenset({".git", "__pycache__", ".ssmake", ".hg", ".svn"})
+# Editors' swap, backup and lock files: saving through an editor must not change
+# what a task's code is.
+EDITOR_FILES = re.compile(r"(?:.*\.sw[px]|.*~|\.#.*|#.*#|4913)$")
 IGNORE_FILES = (".gitignore", ".ssmakeignore")
 
 
@@ -187,6 +190,8 @@ class IgnoreMatcher:
                     continue
                 if is_dir:
                     subdirs.append((entry.path, rel))
+                    continue
+                if EDITOR_FILES.match(entry.name):
                     continue
                 try:
                     st = entry.stat()

@@ -346,3 +346,11 @@ def test_file_outside_every_task_reruns_nothing(inc: ProjectDir) -> None:
     Path(inc.root / "notes/README.md").write_text("more notes\n")
 
     assert launched(inc.run()) == []
+
+
+def test_editor_swap_and_backup_files_do_not_count(inc: ProjectDir) -> None:
+    inc.write("a/.main.py.swp", "swap")
+    inc.write("a/main.py~", "backup")
+    inc.write("a/.#main.py", "lock")
+
+    assert launched(inc.run()) == []
