@@ -28,8 +28,13 @@ _RETRIES = {
 _DEFAULT_RETRIES = {"mode": "adaptive", "total_max_attempts": 10}
 S3_MAX_POOL_CONNECTIONS = 64
 
+_REGION_HELP = (
+    'set region = "..." under [project] in Ssmfile.toml, export AWS_DEFAULT_REGION, '
+    "or run `aws configure set region REGION`"
+)
+
 _lock = threading.Lock()
-_sessions: dict[tuple[object, ...], Any] = {}
+_sessions: dict[tuple[object, ...], tuple[Any, Any]] = {}
 _clients: dict[tuple[object, ...], Any] = {}
 _hooks: list[tuple[str, EventHandler]] = []
 
@@ -56,25 +61,25 @@ def add_event_hook(event_name: str, handler: EventHandler) -> Callable[[], None]
     return remove
 
 
-def _session(region: str | None, env: tuple[tuple[str, str], ...]) -> Any:
+def _session(region: str | None, env: tuple[tuple[str, str], ...]) -> tuple[Any, Any]:
+    """A boto3 session and the botocore session under it."""
     key = (region, env)
-    session = _sessions.get(key)
-    if session is None:
+    pair = _sessions.get(key)
+    if pair is None:
         import boto3
         import botocore.session
 
         core = botocore.session.get_session()
         for event_name, handler in _hooks:
             core.register(event_name, handler)
-        session = boto3.session.Session(botocore_session=core, region_name=region)
-        _sessions[key] = session
-    return session
+        pair = (boto3.session.Session(botocore_session=core, region_name=region), core)
+        _sessions[key] = pair
+    return pair
 
 
-def _config(session: Any, service: str) -> Any:
+def _config(core: Any, service: str) -> Any:
     from botocore.config import Config
 
-    core = session._session
     scoped = core.get_scoped_config()
     kwargs: dict[str, Any] = {"user_agent_extra": "ssmake"}
     # The user's own retry settings (env or profile) win over ours.
@@ -90,23 +95,22 @@ def _config(session: Any, service: str) -> Any:
     return Config(**kwargs)
 
 
-def client(service: str, *, region: str | None = None) -> Any:
-    """A boto3 client for `service`; shared between threads (clients are thread-safe)."""
+def client(
+    service: str, *, region: str | None = None, kind: type[SsmakeError] = BackendError
+) -> Any:
+    """A boto3 client for `service`, shared between threads (clients are thread-safe);
+    a broken configuration raises `kind`."""
     env = _environment_key()
     key = (service, region, env)
     with _lock:
         cached = _clients.get(key)
         if cached is not None:
             return cached
-        with translated(f"cannot set up the AWS {service} client"):
-            session = _session(region, env)
+        with translated(f"cannot set up the AWS {service} client", kind):
+            session, core = _session(region, env)
             if service != "s3" and not session.region_name:
-                raise BackendError(
-                    f'no AWS region is configured for {service}: set region = "..." under '
-                    "[project] in Ssmfile.toml, export AWS_DEFAULT_REGION, or run "
-                    "`aws configure set region REGION`"
-                )
-            made = session.client(service, config=_config(session, service))
+                raise kind(f"no AWS region is configured for {service}: {_REGION_HELP}")
+            made = session.client(service, config=_config(core, service))
         _clients[key] = made
         return made
 
@@ -115,7 +119,11 @@ def resolve_region(region: str | None) -> str:
     """`region`, or the region boto3's configuration chain resolves; error when none."""
     if region:
         return region
-    return str(client("sts").meta.region_name)
+    with _lock, translated("cannot read the AWS configuration"):
+        resolved = _session(None, _environment_key())[0].region_name
+    if not resolved:
+        raise BackendError(f"no AWS region is configured: {_REGION_HELP}")
+    return str(resolved)
 
 
 def account_id(region: str | None = None) -> str:
@@ -177,10 +185,7 @@ def translate(
             "(`aws configure list-profiles`)"
         )
     if isinstance(error, bx.NoRegionError):
-        return kind(
-            f"{what}: no AWS region is configured; set region under [project] in "
-            "Ssmfile.toml or export AWS_DEFAULT_REGION"
-        )
+        return kind(f"{what}: no AWS region is configured: {_REGION_HELP}")
     if isinstance(
         error,
         bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ConnectionClosedError,

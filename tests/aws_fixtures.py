@@ -12,11 +12,13 @@ stays InProgress until `release(job)`; StopTrainingJob (not in moto) stops it.
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import os
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 and a free port, for the whole test session."""
     from moto.server import ThreadedMotoServer
 
+    # One access-log line per request would drown any failure's output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -54,10 +58,21 @@ class AwsEnv:
     region: str = REGION
     account: str = ACCOUNT
 
-    def client(self, service: str) -> Any:
-        import boto3
+    _clients: dict[str, Any] = field(default_factory=dict)
 
-        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint)
+    def client(self, service: str) -> Any:
+        """A plain boto3 client for moto (not ssmake's: no emulator hooks on it)."""
+        if service not in self._clients:
+            import boto3
+
+            self._clients[service] = boto3.client(
+                service,
+                region_name=self.region,
+                endpoint_url=self.endpoint,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return self._clients[service]
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
@@ -98,12 +113,6 @@ class SageMakerEmulator:
         self.hold = False
         self._specs: dict[str, JobSpec] = {}
 
-    def spec(self, job: str) -> JobSpec:
-        return self._specs[job]
-
-    def jobs(self) -> list[str]:
-        return [str(r["TrainingJobName"]) for r in self.requests]
-
     def _moto_job(self, job: str) -> Any:
         from moto.sagemaker.models import sagemaker_backends
 
@@ -140,7 +149,7 @@ class SageMakerEmulator:
     def stop_requested(self, params: dict[str, Any], **_: Any) -> Any:
         from botocore.awsrequest import AWSResponse
 
-        job = params["TrainingJobName"]
+        job = json.loads(params["body"])["TrainingJobName"]  # the serialized request
         if self._moto_job(job).training_job_status == "InProgress":
             self._set_status(job, "Stopped", "Stopped", "Stopped by the user")
             self.results[job] = JobResult("Stopped", "Stopped by the user")
@@ -183,10 +192,11 @@ class SageMakerEmulator:
         for host in sorted({h for h, _ in lines}):
             stream = f"{job}/{host}-{now // 1000}"
             logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+            # CloudWatch Logs refuses empty messages.
             events = [
                 {"timestamp": now + i, "message": line}
                 for i, (h, line) in enumerate(lines)
-                if h == host
+                if h == host and line
             ]
             logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
 

@@ -66,3 +66,7 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+
+
+# AWS fixtures (a moto server on 127.0.0.1, fake credentials, the SageMaker emulator).
+from aws_fixtures import *  # noqa: E402, F403

@@ -136,6 +136,48 @@ def test_sync_uploads_changes_and_deletes(bucket: str, tmp_path: Path) -> None:
     assert len(list(store.list("p/t/input/data/"))) == 29
 
 
+def test_sync_trusts_its_manifest_and_recovers_without_it(bucket: str, tmp_path: Path) -> None:
+    store = S3Store(bucket)
+    mine = write_tree(tmp_path / "mine", {"a": b"1", "b": b"22", "c": b"333"})
+    store.sync_dir(tmp_path / "mine", "p/t/input/data/", mine)
+    # The manifest sits beside the prefix, outside the job's channel.
+    assert store.exists("p/t/input/data.ssmake-sync.json")
+    assert [o.key for o in store.list("p/t/input/data/")] == [f"p/t/input/data/{n}" for n in "abc"]
+
+    # Someone else syncs another tree to the same prefix: the result is theirs.
+    theirs = write_tree(tmp_path / "theirs", {"a": b"1", "b": b"XX", "d": b"4"})
+    stats = S3Store(bucket).sync_dir(tmp_path / "theirs", "p/t/input/data/", theirs)
+    assert (stats.uploaded, stats.deleted, stats.unchanged) == (2, 1, 1)
+    assert {o.key[-1]: store.get(o.key) for o in store.list("p/t/input/data/")} == {
+        "a": b"1",
+        "b": b"XX",
+        "d": b"4",
+    }
+
+    # Without the manifest the sync lists, and writes it again.
+    store.delete("p/t/input/data.ssmake-sync.json")
+    stats = S3Store(bucket).sync_dir(tmp_path / "theirs", "p/t/input/data/", theirs)
+    assert (stats.uploaded, stats.unchanged) == (0, 3)
+    assert store.exists("p/t/input/data.ssmake-sync.json")
+
+
+def test_sync_cut_short_leaves_no_manifest(bucket: str, tmp_path: Path) -> None:
+    files = write_tree(tmp_path, {"a": b"1", "b": b"2"})
+    store = S3Store(bucket, workers=1)
+    store.sync_dir(tmp_path, "in/", files)
+    files["a"].write_bytes(b"changed")
+    files["b"] = tmp_path / "vanished"
+
+    with pytest.raises(StoreError, match="vanished"):
+        store.sync_dir(tmp_path, "in/", files)
+
+    assert store.get("in/a") == b"changed"
+    assert not store.exists("in.ssmake-sync.json")
+    files["b"] = tmp_path / "b"
+    stats = store.sync_dir(tmp_path, "in/", files)
+    assert (stats.uploaded, stats.unchanged) == (0, 2)
+
+
 def _multipart_etag(data: bytes, chunk: int) -> str:
     parts = [data[i : i + chunk] for i in range(0, len(data), chunk)]
     joined = b"".join(hashlib.md5(p).digest() for p in parts)
@@ -176,6 +218,21 @@ def test_missing_credentials_say_so(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch
     assert "credentials" in str(caught.value)
     assert "aws configure" in str(caught.value)
     assert caught.value.exit_code == EXIT_USAGE
+
+
+def test_profiles_are_honoured(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[team]\naws_access_key_id = t\naws_secret_access_key = t\n")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_PROFILE", "team")
+    S3Store(bucket).put("k", b"v")
+    monkeypatch.setenv("AWS_PROFILE", "nobody")
+    with pytest.raises(StoreError, match="nobody"):
+        S3Store(bucket).get("k")
 
 
 def test_unreachable_endpoint_says_so(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,8 @@ NoticeFn = Callable[[str], None]
 ROLE_NAME = "ssmake-sagemaker-execution"
 BASE_POLICY = "ssmake-sagemaker"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-DEFAULT_POLL_SECONDS = 10.0
+DEFAULT_POLL_SECONDS = 5.0
+LOG_LAG_SECONDS = 5.0
 TERMINAL = ("Completed", "Failed", "Stopped")
 # A new role takes a few seconds to become assumable by SageMaker.
 ROLE_PROPAGATION_SECONDS = 60.0
@@ -227,9 +228,9 @@ class SageMakerBackend:
             return self._role_arn
 
     def _resolve_role(self) -> str:
-        iam = self._client("iam")
         if self.role and self.role.startswith("arn:"):
             return self.role
+        iam = self._client("iam")
         name = self.role or ROLE_NAME
         with aws.translated(f"cannot read IAM role {name}"):
             try:
@@ -345,36 +346,57 @@ class SageMakerBackend:
             )
         return response
 
+    def status(self, job: str) -> str | None:
+        """The job's TrainingJobStatus, or None when there is no such job."""
+        with aws.translated(f"cannot describe training job {job}"):
+            try:
+                return str(
+                    self._client("sagemaker").describe_training_job(TrainingJobName=job)[
+                        "TrainingJobStatus"
+                    ]
+                )
+            except Exception as e:
+                if aws.error_code(e) == "ValidationException" and "find" in str(e).lower():
+                    return None
+                raise
+
     def wait(
         self, job: str, on_log: LogFn, on_status: StatusFn, interrupt: threading.Event
     ) -> JobResult:
         follower = _LogFollower(self._client("logs"), job)
         reported = 0
         status = ""
+        followed_live = False
         while True:
             if interrupt.is_set():
                 on_status(f"detached; {job} keeps running (ssmake reattaches next time)")
-                return JobResult("Detached", hosts=[])
+                return JobResult("Detached")
             desc = self.describe(job)
-            hosts = [f"algo-{i}" for i in range(1, desc["ResourceConfig"]["InstanceCount"] + 1)]
+            if desc["TrainingJobStatus"] != status:
+                status = desc["TrainingJobStatus"]
+                if status not in TERMINAL:
+                    followed_live = True
+                    on_status(status)
             transitions = desc.get("SecondaryStatusTransitions", [])
             for step in transitions[reported:]:
                 message = step.get("StatusMessage", "")
                 on_status(f"{step['Status']}: {message}" if message else step["Status"])
             reported = max(reported, len(transitions))
-            if desc["TrainingJobStatus"] != status:
-                status = desc["TrainingJobStatus"]
-                if status not in TERMINAL:
-                    on_status(status)
+            if status in TERMINAL and followed_live:
+                # CloudWatch lags a little behind the job: the last lines (a failing
+                # job's traceback) arrive after the status changed.
+                interrupt.wait(min(self.poll_seconds, LOG_LAG_SECONDS))
             with aws.translated(f"cannot read the CloudWatch logs of {job}"):
                 follower.poll(on_log)
             if status in TERMINAL:
                 on_status(_summary(desc))
+                count = int(desc["ResourceConfig"]["InstanceCount"])
+                hosts = [f"algo-{i}" for i in range(1, count + 1)]
                 return JobResult(status, desc.get("FailureReason", ""), list(follower.tail), hosts)
             interrupt.wait(self.poll_seconds)
 
     def stop(self, job: str) -> None:
-        if self.describe(job)["TrainingJobStatus"] != "InProgress":
+        if self.status(job) != "InProgress":
             return
         with aws.translated(f"cannot stop training job {job}"):
             self._client("sagemaker").stop_training_job(TrainingJobName=job)

@@ -5,8 +5,15 @@ ETag, where the local ETag is computed exactly as S3 computes it for the way we
 upload (one MD5 for a single PUT, `md5(md5s)-N` for N multipart chunks), with the
 threshold and chunk size of one `TransferSizes` used for both. Local ETags are
 cached by (inode, size, mtime_ns), so a no-change sync reads no file contents.
-Objects encrypted with SSE-KMS have ETags that are not MD5s; they always look
-changed and are uploaded again.
+
+A synced prefix is ssmake's own (`<project>/<task>/input/<name>/`), so after a
+complete sync a manifest of what is there is written beside it, and the next
+sync reads that one object instead of listing thousands (as DVC trusts its
+`.dir` objects). It records local ETags, so even SSE-KMS objects, whose ETags
+are not MD5s, are then recognised as unchanged. The manifest is deleted before
+the first change, so a sync cut short leaves none and the next one lists. Keys
+changed under the prefix by other tools go unnoticed while the manifest exists;
+`ssmake clean` removes both.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ _DELETE_BATCH = 1000  # DeleteObjects' limit
 _RACY_NS = 2_000_000_000  # see hashcache: a same-tick write keeps size and mtime
 _MIN_PART = 5 * MIB
 _MAX_PARTS = 10_000
+# Beside a synced prefix `p/`, the key `p.ssmake-sync.json` (outside the prefix, so
+# not part of a job's channel) records what the last complete sync left there.
+MANIFEST_SUFFIX = ".ssmake-sync.json"
+MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,8 @@ class EtagCache:
         name = str(path)
         with self._lock:
             entry = self._entries.get(name)
-        if entry is not None and entry[:4] == stamp and isinstance(entry[4], str):
-            return entry[4]
+        if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp:
+            return str(entry[4])
         etag = s3_etag(path, st.st_size, self.sizes)
         if time.time_ns() - st.st_mtime_ns > _RACY_NS:
             with self._lock:
@@ -183,7 +194,7 @@ class S3Store:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = aws.client("s3", region=self.region)
+            self._client = aws.client("s3", region=self.region, kind=StoreError)
         return self._client
 
     @property
@@ -347,10 +358,24 @@ class S3Store:
     ) -> SyncStats:
         """Upload the files whose size or ETag differ from the remote ones, in
         parallel, then delete remote keys under `prefix` that are not in `files`."""
-        remote = {o.key[len(prefix) :]: o for o in self.list(prefix)}
+        manifest_key = prefix.rstrip("/") + MANIFEST_SUFFIX if prefix.strip("/") else None
+        remote = self._read_manifest(manifest_key) if manifest_key else None
+        trusted = remote is not None
+        if remote is None:
+            remote = {o.key[len(prefix) :]: (o.size, o.etag) for o in self.list(prefix)}
         stats = SyncStats()
         lock = threading.Lock()
         report = on_progress or self.on_progress
+        synced: dict[str, tuple[int, str]] = {}
+        invalidated = False
+
+        def invalidate() -> None:
+            # Before the first change: a sync cut short must leave no manifest.
+            nonlocal invalidated
+            with lock:
+                if trusted and manifest_key and not invalidated:
+                    self.delete(manifest_key)
+                invalidated = True
 
         def progress(n: int) -> None:
             if report is not None:
@@ -362,11 +387,16 @@ class S3Store:
                 st = path.stat()
             except OSError as e:
                 raise StoreError(f"cannot read {path} to upload it: {e.strerror}") from None
-            old = remote.get(rel)
-            if old is not None and old.size == st.st_size and old.etag == self.etags.etag(path, st):
+            # Hashed before uploading too: the file is read once into the page cache,
+            # and the next sync of an unchanged tree reads nothing.
+            etag = self.etags.etag(path, st)
+            with lock:
+                synced[rel] = (st.st_size, etag)
+            if remote.get(rel) == (st.st_size, etag):
                 with lock:
                     stats.unchanged += 1
                 return
+            invalidate()
             self._upload(prefix + rel, path, st.st_size, progress)
             with lock:
                 stats.uploaded += 1
@@ -383,6 +413,22 @@ class S3Store:
         finally:
             self.etags.save()
         stale = sorted(rel for rel in remote if rel not in files)
+        if stale:
+            invalidate()
         self._delete_keys([prefix + rel for rel in stale])
         stats.deleted = len(stale)
+        if manifest_key and (invalidated or not trusted):
+            doc = {"version": MANIFEST_VERSION, "files": dict(sorted(synced.items()))}
+            self.put(manifest_key, json.dumps(doc, separators=(",", ":")).encode())
         return stats
+
+    def _read_manifest(self, key: str) -> dict[str, tuple[int, str]] | None:
+        try:
+            doc = json.loads(self.get(key))
+            if doc["version"] != MANIFEST_VERSION:
+                return None
+            return {str(rel): (int(size), str(etag)) for rel, (size, etag) in doc["files"].items()}
+        except KeyNotFound:
+            return None
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None  # not ours, or damaged: list instead
