@@ -68,7 +68,7 @@ def build_job_spec(
         {"Key": "ssmake:fingerprint", "Value": fingerprint},
     ]
     tags.extend({"Key": k, "Value": v} for k, v in task.tags.items())
-    return {
+    spec: JobSpec = {
         "TrainingJobName": job_name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": algorithm,
@@ -99,6 +99,10 @@ def build_job_spec(
         "Environment": environment,
         "Tags": tags,
     }
+    if not channels:
+        # CreateTrainingJob rejects an empty list: a job without inputs has none.
+        del spec["InputDataConfig"]
+    return spec
 
 
 def user_hyperparameters(spec: JobSpec) -> dict[str, Any]:

@@ -63,21 +63,23 @@ class Session:
             self.planner,
             reporter,
             work_dir=self.work_dir,
-            image_resolver=_image_resolver(self.project, backend),
+            image_resolver=self.image_resolver(backend, reporter),
         )
         return Engine(
             self.project, self.planner, runner, backend, reporter, jobs=jobs, keep_going=keep_going
         )
 
+    def image_resolver(self, backend: Backend, reporter: Reporter) -> ImageResolver:
+        """Each task's image on `backend`, built and pushed first when needed."""
+        from ssmake.images import ImageService
+
+        images = ImageService(
+            self.project, self.fingerprinter, backend=backend.name, report=reporter
+        )
+        return images.resolve
+
     def close(self) -> None:
         self.hashes.save()
-
-
-def _image_resolver(project: Project, backend: Backend) -> ImageResolver:
-    from ssmake.runner import default_image
-
-    resolver: ImageResolver | None = getattr(backend, "image_for", None)
-    return resolver if resolver is not None else default_image
 
 
 def open_session(project: Project, *, backend: str | None = None) -> Session:
@@ -92,6 +94,10 @@ def open_session(project: Project, *, backend: str | None = None) -> Session:
             store_address = default_bucket_url(project.region)
         else:
             store_address = ".ssmake"
+    if project.backend == "sagemaker" and store_address.startswith("s3://"):
+        from ssmake.backends.sagemaker import ensure_bucket
+
+        ensure_bucket(store_address[5:].split("/", 1)[0], project.region)
     store = open_store(store_address, root=project.root, region=project.region)
     work_dir = project.root / ".ssmake" / "cache"
     hashes = HashCache(work_dir / "hashes.json")

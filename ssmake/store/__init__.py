@@ -87,7 +87,10 @@ def open_store(address: str, *, root: Path, region: str | None = None) -> Store:
     if address.startswith("s3://"):
         from ssmake.store.s3 import S3Store
 
-        return S3Store.from_url(address, region=region)
+        # ETags of local files, cached like content hashes: a sync reads nothing unchanged.
+        return S3Store.from_url(
+            address, region=region, etag_cache=root / ".ssmake" / "cache" / "etags.json"
+        )
     from ssmake.store.local import LocalStore
 
     path = Path(address.removeprefix("file://"))
