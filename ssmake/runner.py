@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import worker_toolkit
 from ssmake import layout
 from ssmake.archive import pack_code
 from ssmake.backends import Backend
 from ssmake.downloads import download_results, downloaded_job
-from ssmake.errors import TaskFailed
+from ssmake.errors import KeyNotFound, TaskFailed
 from ssmake.events import JobLaunched, JobStatus, LogLine, Notice, Reporter, TaskRestored
-from ssmake.executor import describe_local_failure
+from ssmake.executor import JobResult, describe_local_failure
 from ssmake.fingerprint import SCHEMA_VERSION, Fingerprint
 from ssmake.hashcache import sha256_path
 from ssmake.jobspec import Channel, build_job_spec
@@ -217,7 +219,14 @@ class TaskRunner:
         """Run one job of `task`; returns the new marker or raises TaskFailed."""
         started = time.time()
         inflight_key = layout.inflight_key(self.project.name, task.name)
-        job = self._claim(task, fp, inflight_key)
+        seen = self.planner.read_marker(task.name)
+        job = self._claim(task, fp, inflight_key, interrupt)
+        latest = self.planner.read_marker(task.name)
+        if latest != seen and latest is not None and latest.get("fingerprint") == fp.value:
+            # Another ssmake ran this fingerprint and let go of its claim between our
+            # plan and our claim: its result stands, running again would duplicate it.
+            self.store.delete(inflight_key)
+            raise _Retry
         try:
             code_uri = self.stage_code(task)
             channels = self.channels(task, upstream)
@@ -238,12 +247,7 @@ class TaskRunner:
             )
             self.backend.launch(spec)
             self.report(JobLaunched(task.name, job, self.backend.name))
-            result = self.backend.wait(
-                job,
-                lambda host, line: self.report(LogLine(task.name, host, line)),
-                lambda message: self.report(JobStatus(task.name, job, message)),
-                interrupt,
-            )
+            result = self.follow(task, job, interrupt)
             if result.status != "Completed":
                 if interrupt.is_set():
                     raise KeyboardInterrupt
@@ -259,55 +263,190 @@ class TaskRunner:
         self.download(task, marker)
         return marker
 
-    def _claim(self, task: Task, fp: Fingerprint, key: str) -> str:
-        """Record the job about to run; one in flight per task across ssmake processes."""
+    def follow(self, task: Task, job: str, interrupt: threading.Event) -> JobResult:
+        """Wait for a launched job, reporting its log lines, and keep the logs in the
+        store beside its outputs (`<job>/logs/algo-<i>.log`) when the backend did not
+        (SageMaker's stay in CloudWatch), so that `logs` and downloads work alike."""
+        logs_dir = Path(tempfile.mkdtemp(dir=self.work_dir, prefix=f"logs-{job}-"))
+        files: dict[str, IO[str]] = {}
+
+        def on_log(host: str, line: str) -> None:
+            if host not in files:
+                files[host] = (logs_dir / f"{host}.log").open("a")
+            files[host].write(line + "\n")
+            self.report(LogLine(task.name, host, line))
+
+        try:
+            result = self.backend.wait(
+                job,
+                on_log,
+                lambda message: self.report(JobStatus(task.name, job, message)),
+                interrupt,
+            )
+            for f in files.values():
+                f.close()
+            prefix = layout.logs_prefix(self.project.name, task.name, job)
+            if result.status != "Detached" and not any(True for _ in self.store.list(prefix)):
+                for path in sorted(logs_dir.glob("*.log")):
+                    self.store.put_file(prefix + path.name, path)
+        finally:
+            for f in files.values():
+                f.close()
+            shutil.rmtree(logs_dir, ignore_errors=True)
+        return result
+
+    def _claim(self, task: Task, fp: Fingerprint, key: str, interrupt: threading.Event) -> str:
+        """Record the job about to run: one in flight per task across ssmake processes.
+
+        A record whose ssmake process is gone is taken over by exactly one claimant,
+        which cleans up after the dead job (see `_take_over`) before claiming.
+        """
+        floor = 0
         while True:
-            job = layout.job_name(task.name, fp.value, self._attempt(task, fp.value))
-            record = {
-                "job": job,
-                "fingerprint": fp.value,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "backend": self.backend.name,
-                "time": time.time(),
-            }
-            if self.store.put_if_absent(key, json.dumps(record).encode()):
+            attempt = max(self._attempt(task, fp.value), floor + 1)
+            job = layout.job_name(task.name, fp.value, attempt)
+            if self.store.put_if_absent(key, _owner_record(job, fp.value, self.backend.name)):
                 return job
-            current = self.planner.read_inflight(task.name)
+            raw = self._read(key)
+            if raw is None:
+                continue  # released meanwhile
+            current = _parse_record(raw)
             if current is None or not _alive(current):
-                self.store.delete(key)
+                if current is not None and current.get("fingerprint") == fp.value:
+                    floor = max(floor, _attempt_of(current))  # never reuse its name
+                self._take_over(task, key, raw, current, interrupt)
                 continue
             self.report(
                 Notice(
                     f"job {current.get('job')} of this task is running "
-                    f"(ssmake pid {current.get('pid')}); waiting for it",
+                    f"(ssmake pid {current.get('pid')} on {current.get('host')}); "
+                    "waiting for it",
                     task.name,
                 )
             )
-            while self.store.exists(key):
-                current = self.planner.read_inflight(task.name)
-                if current is not None and not _alive(current):
-                    break
-                time.sleep(0.5)
+            self._wait_for_change(key, raw, current, interrupt)
             raise _Retry
+
+    def _read(self, key: str) -> bytes | None:
+        try:
+            return self.store.get(key)
+        except KeyNotFound:
+            return None
+
+    def _wait_for_change(
+        self,
+        key: str,
+        raw: bytes,
+        owner: Mapping[str, Any] | None,
+        interrupt: threading.Event,
+    ) -> None:
+        """Poll until `key` no longer holds `raw`, or its owner died."""
+        while self._read(key) == raw and (owner is None or _alive(owner)):
+            if interrupt.wait(CLAIM_POLL_SECONDS):
+                raise KeyboardInterrupt
+
+    def _take_over(
+        self,
+        task: Task,
+        key: str,
+        raw: bytes,
+        dead: Mapping[str, Any] | None,
+        interrupt: threading.Event,
+    ) -> None:
+        """Clean up after the dead job in `raw` and release its record, as one claimant.
+
+        The claimants race for a key named after the record's bytes (a conditional
+        put); the winner checks the record is still the same, has the backend stop
+        what the dead job left running and keep the state it wrote, then deletes the
+        record. A loser waits until the record changes.
+        """
+        lock = f"{key.removesuffix('.json')}-takeover-{hashlib.sha256(raw).hexdigest()[:16]}.json"
+        mine = _owner_record(str((dead or {}).get("job", "")), "", self.backend.name)
+        if not self.store.put_if_absent(lock, mine):
+            holder = _parse_record(self._read(lock) or b"")
+            if holder is not None and not _alive(holder):
+                self.store.delete(lock)  # the claimant taking over died too
+                return
+            self._wait_for_change(key, raw, None, interrupt)
+            return
+        try:
+            if self._read(key) != raw:
+                return
+            job = str((dead or {}).get("job") or "")
+            what = "an unreadable in-flight record"
+            if dead is not None:
+                what = (
+                    f"job {job} of ssmake pid {dead.get('pid')} on {dead.get('host')}, "
+                    "which is gone"
+                )
+            recover = getattr(self.backend, "recover", None)
+            if job and recover is not None and (dead or {}).get("backend") == self.backend.name:
+                what += f": {recover(job)}"
+            self.report(Notice(f"taking over from {what}", task.name))
+            self.store.delete(key)
+        finally:
+            self.store.delete(lock)
+
+
+CLAIM_POLL_SECONDS = 0.5
 
 
 class _Retry(Exception):
     """Another process ran this task meanwhile: plan it again."""
 
 
+def _owner_record(job: str, fingerprint: str, backend: str) -> bytes:
+    """Who holds a claim: enough to tell later whether that process still runs."""
+    record = {
+        "job": job,
+        "fingerprint": fingerprint,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": _process_start(os.getpid()),
+        "backend": backend,
+        "time": time.time(),
+    }
+    return json.dumps(record).encode()
+
+
+def _parse_record(raw: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _attempt_of(record: Mapping[str, Any] | None) -> int:
+    tail = str((record or {}).get("job", "")).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _process_start(pid: int) -> str | None:
+    """When `pid` started, in clock ticks since boot (Linux), to tell a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _alive(record: Mapping[str, Any]) -> bool:
+    """Whether the ssmake process holding a claim may still run (when unsure: yes)."""
     if record.get("backend") != "local":
         return True
     if record.get("host") != socket.gethostname():
         return True
     pid = record.get("pid")
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    started = record.get("started")
+    now = _process_start(pid)
+    # A different start time: the pid was reused by another process.
+    return started is None or now is None or started == now

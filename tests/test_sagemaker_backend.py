@@ -53,6 +53,8 @@ entry_point = "train.py"
 inputs.prepared = {{ task = "prepare", output = "model" }}
 spot = false
 max_run_mins = 30
+download = ["output", "logs"]
+output_path = "out/train"
 """
 
 PREPARE = """
@@ -200,8 +202,14 @@ def test_chain_runs_on_sagemaker_through_s3(
     train_marker = s3_json(aws, "bucket", "demo/train/ssmake.json")
     trained = s3_tar(aws, "bucket", train_marker["outputs"]["output"]["key"])
     assert trained["trained.txt"].decode().startswith("seen-algo-1.txt | seen-algo-2.txt | ")
-    # The log lines came back from CloudWatch.
+    # The log lines came back from CloudWatch, and are kept beside the outputs.
     assert "host algo-2 saw" in result.err
+    prepare_job = s3_json(aws, "bucket", "demo/prepare/ssmake.json")["job"]
+    log_key = f"demo/prepare/{prepare_job}/logs/algo-2.log"
+    log = aws.client("s3").get_object(Bucket="bucket", Key=log_key)["Body"].read()
+    assert b"host algo-2 saw" in log
+    assert (project.root / "out/train/logs/logs0").is_file()
+    assert (project.root / "out/train/output/trained.txt").is_file()
 
     # What moto recorded agrees, and the role trusts SageMaker.
     described = aws.client("sagemaker").describe_training_job(TrainingJobName=job)
