@@ -442,7 +442,8 @@ def _task_from_table(
             if key in source:
                 merged.update(check(issues, source[key], (*path, key)) or {})
         fields[key] = merged
-    if "image" in given and (image := _image(issues, *given["image"])) is not None:
+    building = "dockerfile" in given
+    if "image" in given and (image := _image(issues, *given["image"], building)) is not None:
         fields["image"] = image
 
     refs: list[_Ref] = []
@@ -478,7 +479,8 @@ def _check_task_name(issues: _Issues, name: str, path: KeyPath) -> None:
         issues.invalid(path, f"task name {name!r} is an ssmake subcommand; rename the task")
 
 
-def _image(issues: _Issues, value: Any, path: KeyPath) -> Image | None:
+def _image(issues: _Issues, value: Any, path: KeyPath, building: bool) -> Image | None:
+    """The image table; with a dockerfile, `uri` names the base it builds on."""
     table = _table(issues, value, path)
     if table is None:
         return None
@@ -486,7 +488,7 @@ def _image(issues: _Issues, value: Any, path: KeyPath) -> Image | None:
     strings = {key: _string(issues, table[key], (*path, key)) for key in IMAGE_KEYS if key in table}
     fields = {key: value for key, value in strings.items() if value is not None}
     built = [key for key in ("repo", "local_repo", "tag") if key in fields]
-    if "uri" in fields and built:
+    if "uri" in fields and built and not building:
         hint = f"{', '.join(built)} only apply to an image built from a dockerfile"
         issues.invalid(path, f"uri names a ready image; {hint}: keep one or the other")
     return Image(**fields)

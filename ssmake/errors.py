@@ -48,3 +48,9 @@ class TaskFailed(SsmakeError):
     """A job ran and failed; the task is left without a marker."""
 
     exit_code = EXIT_FAILED
+
+
+class ImageError(SsmakeError):
+    """Resolving, building, pulling or pushing a task's image failed."""
+
+    exit_code = EXIT_FAILED

@@ -20,14 +20,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
 from ssmake.archive import extract, pack_dirs
+from ssmake.errors import BackendError
 from ssmake.hashcache import sha256_path
 from ssmake.jobspec import JobSpec, sagemaker_param, user_hyperparameters
 from ssmake.store import ObjectInfo, Store, store_for_uri
 from ssmake.venvs import python_for_requirements
+
+if TYPE_CHECKING:
+    from ssmake.containers import ContainerProcess
 
 LogFn = Callable[[str, str], None]
 DEFAULT_GRACE_SECONDS = 120.0
@@ -48,7 +52,7 @@ class JobResult:
 class _Instance:
     host: str
     base: Path
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | ContainerProcess | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
     reader: threading.Thread | None = None
 
@@ -75,15 +79,15 @@ class LocalExecutor:
         on_log: LogFn,
         grace_seconds: float | None = None,
         python: str = sys.executable,
+        docker_image: str | None = None,
     ) -> None:
         self.spec = spec
+        #: Run each instance in this image (`local_docker`) instead of as a process.
+        self.docker_image = docker_image
         self.run_dir = run_dir
         self.venv_cache = venv_cache
         self.on_log = on_log
-        env_grace = os.environ.get("SSMAKE_STOP_GRACE_SECONDS")
-        if grace_seconds is None:
-            grace_seconds = float(env_grace) if env_grace else DEFAULT_GRACE_SECONDS
-        self.grace_seconds = grace_seconds
+        self.grace_seconds = stop_grace_seconds(grace_seconds)
         self.python = python
         self._stop = threading.Event()
         self._stop_reason = ""
@@ -110,6 +114,12 @@ class LocalExecutor:
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)
         self.run_dir.mkdir(parents=True)
+        # What a later ssmake needs to clean up after this job if this process dies:
+        # where its state and logs go (never its Environment: it may hold secrets).
+        _write_json(
+            self.run_dir / JOB_FILE,
+            {k: self.spec[k] for k in _RECOVERY_KEYS if k in self.spec},
+        )
         code_tar = self.run_dir / "sourcedir.tar.gz"
         store, key = store_for_uri(sagemaker_param(self.spec, "sagemaker_submit_directory"))
         store.get_file(key, code_tar)
@@ -164,11 +174,23 @@ class LocalExecutor:
                 dest = inst.base / "state" / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(first, dest)
+        _write_json(self.run_dir / RESTORED_FILE, self._restored_state)
 
-    def _environment(self, inst: _Instance, hosts: list[str]) -> dict[str, str]:
+    def _environment(
+        self,
+        inst: _Instance,
+        hosts: list[str],
+        *,
+        base: PurePath | None = None,
+        state: PurePath | None = None,
+        inherit: bool = True,
+    ) -> dict[str, str]:
+        """The instance's variables; `base`/`state` are where its directories appear to
+        the job (inside a container: /opt/ml and /state), `inherit` adds ours."""
         hps = user_hyperparameters(self.spec)
         channels = [c["ChannelName"] for c in self.spec.get("InputDataConfig", [])]
-        base = inst.base
+        base = inst.base if base is None else base
+        state = base / "state" if state is None else state
         channel_dirs = {c: str(base / "input" / "data" / c) for c in channels}
         user_args: list[str] = []
         for key, value in hps.items():
@@ -189,7 +211,7 @@ class LocalExecutor:
             "num_cpus": os.cpu_count() or 1,
             "num_gpus": 0,
         }
-        env = dict(os.environ)
+        env = dict(os.environ) if inherit else {}
         env.update(self.spec.get("Environment", {}))
         env.update(
             {
@@ -207,7 +229,7 @@ class LocalExecutor:
                 "SM_NUM_GPUS": "0",
                 "SM_USER_ARGS": json.dumps(user_args),
                 "SM_TRAINING_ENV": json.dumps(training_env),
-                "SSM_STATE_DIR": str(base / "state"),
+                "SSM_STATE_DIR": str(state),
                 "TRAINING_JOB_NAME": self.job_name,
                 "PYTHONUNBUFFERED": "1",
             }
@@ -255,6 +277,9 @@ class LocalExecutor:
     def _signal_all(self, sig: int) -> None:
         for inst in self._instances:
             if inst.process is not None and inst.process.poll() is None:
+                if not isinstance(inst.process, subprocess.Popen):
+                    inst.process.send_signal(sig)
+                    continue
                 try:
                     os.killpg(inst.process.pid, sig)
                 except ProcessLookupError:
@@ -280,6 +305,11 @@ class LocalExecutor:
         for inst in instances:
             self._write_config(inst, hosts)
             log_file = logs_dir / f"{inst.host}.log"
+            if self.docker_image is not None:
+                if self._stop.is_set():
+                    break
+                self._start_container(inst, hosts, log_file, entry, args)
+                continue
             python = python_for_requirements(
                 inst.base / "code" / "requirements.txt",
                 self.venv_cache,
@@ -309,6 +339,36 @@ class LocalExecutor:
         result = self._wait(instances)
         self._upload(instances, result)
         return result
+
+    def _start_container(
+        self, inst: _Instance, hosts: list[str], log_file: Path, entry: str, args: list[str]
+    ) -> None:
+        from ssmake.containers import (
+            CONTAINER_BASE,
+            CONTAINER_STATE,
+            ContainerProcess,
+            container_command,
+            mounts,
+        )
+
+        assert self.docker_image is not None
+        cmd = container_command(inst.base / "code", entry, args)
+        self._log(inst, log_file, f"Running in image {self.docker_image}:")
+        self._log(inst, log_file, "")
+        self._log(inst, log_file, " ".join(cmd))
+        self._log(inst, log_file, "")
+        env = self._environment(
+            inst, hosts, base=CONTAINER_BASE, state=CONTAINER_STATE, inherit=False
+        )
+        inst.process = ContainerProcess(
+            self.docker_image,
+            cmd,
+            environment=env,
+            volumes=mounts(inst.base, inst.base / "state"),
+            name=f"ssmake-{self.job_name}-{inst.host}",
+        )
+        inst.reader = threading.Thread(target=self._read_output, args=(inst, log_file), daemon=True)
+        inst.reader.start()
 
     def _wait(self, instances: list[_Instance]) -> JobResult:
         max_run = float(self.spec["StoppingCondition"]["MaxRuntimeInSeconds"])
@@ -342,6 +402,7 @@ class LocalExecutor:
         for inst in instances:
             assert inst.process is not None
             code = inst.process.returncode
+            assert code is not None  # the loop above waited for every instance
             if code != 0:
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 reason = f"AlgorithmError: {inst.host} failed with {how}"
@@ -380,6 +441,106 @@ class LocalExecutor:
         output = self.run_dir / "output.tar.gz"
         pack_dirs(output, [instances[0].base / "output" / "data"])
         store.put_file(f"{job_prefix}output/output.tar.gz", output)
+
+
+def stop_grace_seconds(grace_seconds: float | None = None) -> float:
+    """The time between SIGTERM and SIGKILL: the argument, else
+    SSMAKE_STOP_GRACE_SECONDS, else SageMaker's 120 s."""
+    if grace_seconds is not None:
+        return grace_seconds
+    env_grace = os.environ.get("SSMAKE_STOP_GRACE_SECONDS")
+    return float(env_grace) if env_grace else DEFAULT_GRACE_SECONDS
+
+
+def recover_abandoned(run_dir: Path, *, grace_seconds: float | None = None) -> str:
+    """Clean up after a job whose ssmake process died (SIGKILL, a crash, a reboot).
+
+    Its instances may still run, orphaned: they are stopped like a stopped job
+    (SIGTERM, SIGKILL after the grace period). Then the state they wrote and their
+    logs are uploaded, as a job's ending would have; there is no model or output.
+    Returns what was done, for the user.
+    """
+    try:
+        spec: JobSpec = json.loads((run_dir / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return "it left nothing to clean up"
+    job = str(spec.get("TrainingJobName", ""))
+    groups = _job_process_groups(run_dir, job)
+    stopped = len(groups)
+    if groups:
+        deadline = time.monotonic() + stop_grace_seconds(grace_seconds)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pgid in groups:
+                try:
+                    os.killpg(pgid, sig)
+                except ProcessLookupError:
+                    pass
+            while groups and time.monotonic() < deadline:
+                time.sleep(0.05)
+                groups = _job_process_groups(run_dir, job)
+            deadline = time.monotonic() + 10
+        if groups:
+            raise BackendError(
+                f"cannot stop the orphaned processes of job {job} (process groups "
+                f"{', '.join(map(str, sorted(groups)))}); stop them and run ssmake again"
+            )
+    executor = LocalExecutor(spec, run_dir, venv_cache=run_dir, on_log=lambda h, line: None)
+    try:
+        executor._restored_state = json.loads((run_dir / RESTORED_FILE).read_text())
+    except (OSError, ValueError):
+        pass  # died while restoring: what is there came from the store, uploading is harmless
+    (run_dir / "logs").mkdir(exist_ok=True)
+    instances = [_Instance(p.name, p) for p in sorted(run_dir.glob("algo-*")) if p.is_dir()]
+    executor._upload(instances, JobResult("Stopped", "its ssmake process died"))
+    orphans = f"stopped {stopped} orphaned worker process group(s)" if stopped else "no worker ran"
+    return f"{orphans}; kept the state it wrote"
+
+
+def _job_process_groups(run_dir: Path, job: str) -> set[int]:
+    """The process groups of the live processes that are instances of `job` run from
+    `run_dir`, as their environment says: only those are ours to signal. Each
+    instance leads its own group, which also holds what it started.
+
+    The environment identifies them rather than a recorded pid: a pid may be reused,
+    and a worker started just before its ssmake died may not be recorded yet.
+    Empty where /proc is not there to tell (then nothing is signalled).
+    """
+    marks = (f"TRAINING_JOB_NAME={job}".encode(), f"SSM_STATE_DIR={run_dir}/".encode())
+    found: set[int] = set()
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if fields[0] == b"Z":
+                continue  # a zombie runs nothing
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except (OSError, IndexError):
+            continue  # gone, or another user's: not ours
+        if marks[0] in env and any(v.startswith(marks[1]) for v in env):
+            found.add(int(fields[2]))
+    return found
+
+
+def _write_json(path: Path, doc: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+JOB_FILE = "job.json"
+RESTORED_FILE = "restored-state.json"
+_RECOVERY_KEYS = (
+    "TrainingJobName",
+    "OutputDataConfig",
+    "CheckpointConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+)
 
 
 def describe_local_failure(result: JobResult) -> str:

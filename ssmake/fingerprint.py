@@ -18,6 +18,7 @@ from typing import Any
 
 from ssmake.hashcache import HashCache
 from ssmake.ignore import IgnoreMatcher
+from ssmake.image_context import context_digests, relative_excludes
 from ssmake.model import Project, Task
 
 SCHEMA_VERSION = 1
@@ -66,7 +67,9 @@ class Fingerprinter:
         exclude = {t.output_path.strip("/") for t in project.tasks.values() if t.output_path}
         if not project.store.startswith("s3://") and project.store:
             exclude.add(project.store.strip("/"))
-        self._matcher = IgnoreMatcher(self.root, frozenset(e for e in exclude if e != "."))
+        #: Project-relative paths that never count: the local store, download destinations.
+        self.excluded = frozenset(e for e in exclude if e != ".")
+        self._matcher = IgnoreMatcher(self.root, self.excluded)
         self._trees: dict[Path, dict[str, str]] = {}
 
     def resolve(self, rel: str) -> Path:
@@ -153,7 +156,9 @@ class Fingerprinter:
         elif task.dockerfile is not None:
             context = self.resolve(task.dockerfile)
             image["dockerfile"] = self.hash_tree(context / "Dockerfile")["Dockerfile"]
-            image["context"] = self.hash_tree(context)
+            # What `docker build` is sent (.dockerignore applies, .gitignore does not).
+            exclude = relative_excludes(context, self.root, self.excluded)
+            image["context"] = context_digests(context, self.hashes, exclude)
         return image
 
     def _inputs(self, task: Task, upstream: Mapping[str, Mapping[str, Any]]) -> Components:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ssmake.backends import LogFn, StatusFn
 from ssmake.errors import BackendError
-from ssmake.executor import JobResult, LocalExecutor
+from ssmake.executor import JobResult, LocalExecutor, recover_abandoned
+from ssmake.images import is_local_label
 from ssmake.jobspec import JobSpec
 
 
@@ -39,12 +40,16 @@ class LocalBackend:
             if forward is not None:
                 forward(host, line)
 
+        image = str(spec["AlgorithmSpecification"]["TrainingImage"])
         executor = LocalExecutor(
             spec,
             self.work_dir / "runs" / name,
             venv_cache=self.work_dir / "venvs",
             on_log=on_log,
             grace_seconds=self.grace_seconds,
+            # A `local/…` label means the local interpreter; anything else is an image
+            # to run in (the image service gives one only with local_docker = true).
+            docker_image=None if is_local_label(image) else image,
         )
         self._jobs[name] = executor
 
@@ -79,3 +84,8 @@ class LocalBackend:
 
     def find(self, project: str, task: str, fingerprint: str) -> str | None:
         return None
+
+    def recover(self, job: str) -> str:
+        """Clean up after `job`, launched by an ssmake process that died: stop its
+        orphaned instances, keep the state they wrote. Returns what was done."""
+        return recover_abandoned(self.work_dir / "runs" / job, grace_seconds=self.grace_seconds)
