@@ -52,6 +52,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -223,6 +224,13 @@ class _Termination:
         if callback is None:
             logger.info("Termination requested")
             return
+        # The callback runs on its own thread, not inside the signal handler: the
+        # signal may land while the main thread holds stdout's lock (in the middle
+        # of a print), and a print from the handler would then fail as reentrant.
+        threading.Thread(target=self._run_and_exit, args=(callback,)).start()
+
+    @staticmethod
+    def _run_and_exit(callback: "Callable[[], None]") -> None:
         logger.info("Termination requested, running the termination callback")
         try:
             callback()
