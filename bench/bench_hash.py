@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ssmake.hashcache import HashCache  # noqa: E402
+from ssmake.hashcache import HashCache
 
 
 def main() -> None:

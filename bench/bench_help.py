@@ -21,8 +21,10 @@ def main() -> None:
     rows = [
         ("python -c pass", median_ms(time_command([sys.executable, "-c", "pass"], runs=args.runs))),
         ("ssmake --help", median_ms(time_command([ssmake, "--help"], runs=args.runs))),
-        ("ssm --help", median_ms(time_command([shutil.which("ssm") or "ssm", "--help"],
-                                               runs=args.runs))),
+        (
+            "ssm --help",
+            median_ms(time_command([shutil.which("ssm") or "ssm", "--help"], runs=args.runs)),
+        ),
     ]
     report(rows, "python -c pass")
 

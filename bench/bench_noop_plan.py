@@ -61,10 +61,14 @@ def main() -> None:
         n_files = sum(1 for p in root.rglob("*.py") if ".ssmake" not in p.parts)
         print(f"{args.tasks} tasks, {n_files} files")
         rows = [
-            ("git status", median_ms(time_command(["git", "status", "--porcelain"], cwd=root,
-                                                  runs=args.runs))),
-            ("ssmake --check", median_ms(time_command([ssmake, "--check"], cwd=root,
-                                                      runs=args.runs))),
+            (
+                "git status",
+                median_ms(time_command(["git", "status", "--porcelain"], cwd=root, runs=args.runs)),
+            ),
+            (
+                "ssmake --check",
+                median_ms(time_command([ssmake, "--check"], cwd=root, runs=args.runs)),
+            ),
         ]
         report(rows, "git status")
 
