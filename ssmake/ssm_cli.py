@@ -538,10 +538,11 @@ def _flag_message(line: str, task: str, channel_flags: dict[str, str]) -> str:
 
 def run(argv: Sequence[str]) -> int:
     """Parse `argv`, build its task, and say how it ended on stdout."""
-    from ssmake.api import Project
-
     root = Path.cwd()
     project_name, task, options = task_from_args(argv, root=root)
+    # After parsing: `ssm --help` and flag errors need none of the engine.
+    from ssmake.api import Project
+
     for warning in options.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     project = Project.from_tasks(
