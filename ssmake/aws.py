@@ -10,14 +10,17 @@ when a client is made, so `ssmake --help` never loads it.
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from ssmake.errors import BackendError, SsmakeError
 
 EventHandler = Callable[..., Any]
+T = TypeVar("T")
 
 # Bulk transfers retry at a steady pace; the control plane (DescribeTrainingJob,
 # GetLogEvents, IAM) has low rate limits, where adaptive mode's client-side
@@ -113,6 +116,26 @@ def client(
             made = session.client(service, config=_config(core, service))
         _clients[key] = made
         return made
+
+
+def retry_reading(client: Any, read: Callable[[], T]) -> T:
+    """`read()`: a request and the reading of its response's body, made again (with
+    backoff, up to the client's attempts) when the body breaks off midway. botocore
+    retries a request whose answer does not come, not one whose body is cut short."""
+    from botocore import exceptions as bx
+
+    retries = client.meta.config.retries or {}
+    attempts = max(1, int(retries.get("total_max_attempts", 1)))
+    attempt = 1
+    while True:
+        try:
+            return read()
+        except (bx.ResponseStreamingError, bx.IncompleteReadError, bx.ReadTimeoutError):
+            if attempt >= attempts:
+                raise
+        # As botocore's standard mode: full jitter, doubling, capped at 20 s.
+        time.sleep(random.random() * min(20.0, 2.0 ** (attempt - 1)))
+        attempt += 1
 
 
 def resolve_region(region: str | None) -> str:

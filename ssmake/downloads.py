@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Collection
@@ -14,6 +15,7 @@ from ssmake.errors import StoreError
 from ssmake.store import Store
 
 STAMP = ".ssmake-job"
+_LOG_NAME = re.compile(r"algo-([1-9][0-9]*)\.log")
 
 
 def download_results(
@@ -43,12 +45,14 @@ def download_results(
                     raise StoreError(f"task {task} has no {kind} output in its marker")
                 tarball = tmp / f"{kind}.tar.gz"
                 store.get_file(str(info["key"]), tarball)
+                _unstamp(dest)
                 extract(tarball, target)
             elif kind == "state":
                 staged = tmp / "state"
                 prefix = layout.state_prefix(project, task)
                 for obj in store.list(prefix):
-                    store.get_file(obj.key, staged / obj.key[len(prefix) :])
+                    rel = obj.key[len(prefix) :]
+                    store.get_file(obj.key, local_path(staged, rel, store.uri(obj.key)))
                 staged.mkdir(exist_ok=True)
                 _replace(staged, target)
             elif kind == "logs":
@@ -56,17 +60,34 @@ def download_results(
                 staged.mkdir()
                 prefix = layout.logs_prefix(project, task, job)
                 for obj in store.list(prefix):
-                    name = obj.key[len(prefix) :]
-                    if name.startswith("algo-") and name.endswith(".log"):
-                        index = int(name[len("algo-") : -len(".log")]) - 1
-                        store.get_file(obj.key, staged / f"logs{index}")
+                    host = _LOG_NAME.fullmatch(obj.key[len(prefix) :])
+                    if host is not None:  # the log of no instance is not ours to fetch
+                        store.get_file(obj.key, staged / f"logs{int(host[1]) - 1}")
                 _replace(staged, target)
             written.append(target)
     (dest / STAMP).write_text(job)
     return written
 
 
+def local_path(root: Path, rel: str, uri: str) -> Path:
+    """Where the object `uri`, named `rel` below the prefix being fetched, lands in
+    `root`. Keys in a bucket are any text: one that would land outside `root`
+    (absolute, or through `..`) is refused, as the archive rules refuse a member."""
+    if not rel or rel.startswith("/") or ".." in rel.split("/") or "\0" in rel:
+        raise StoreError(
+            f"refusing to download {uri}: its name would put it outside {root}; "
+            "rename or remove that object"
+        )
+    return root / rel
+
+
+def _unstamp(dest: Path) -> None:
+    # Parts are replaced one by one: from the first, no job's download is complete.
+    (dest / STAMP).unlink(missing_ok=True)
+
+
 def _replace(staged: Path, target: Path) -> None:
+    _unstamp(target.parent)
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old")

@@ -24,6 +24,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from ssmake.archive import extract, pack_dirs
+from ssmake.downloads import local_path
 from ssmake.errors import BackendError
 from ssmake.hashcache import sha256_path
 from ssmake.jobspec import JobSpec, sagemaker_param, user_hyperparameters
@@ -146,7 +147,7 @@ class LocalExecutor:
                 if not rel:
                     continue
                 targets = [instances[i % n]] if sharded else instances
-                local = cache / rel
+                local = local_path(cache, rel, store.uri(obj.key))
                 store.get_file(obj.key, local)
                 for inst in targets:
                     dest = inst.base / "input" / "data" / name / rel
@@ -167,7 +168,7 @@ class LocalExecutor:
             prefix += "/"
         for obj in _listing(store, prefix):
             rel = obj.key[len(prefix) :]
-            first = instances[0].base / "state" / rel
+            first = local_path(instances[0].base / "state", rel, store.uri(obj.key))
             store.get_file(obj.key, first)
             self._restored_state[rel] = sha256_path(first)
             for inst in instances[1:]:
@@ -523,6 +524,7 @@ def _job_process_groups(run_dir: Path, job: str) -> set[int]:
             continue  # gone, or another user's: not ours
         if marks[0] in env and any(v.startswith(marks[1]) for v in env):
             found.add(int(fields[2]))
+    found.discard(os.getpgrp())  # never our own group, whatever its environment says
     return found
 
 

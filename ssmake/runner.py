@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,11 +17,12 @@ from ssmake import layout
 from ssmake.archive import pack_code
 from ssmake.backends import Backend
 from ssmake.downloads import download_results, downloaded_job
-from ssmake.errors import KeyNotFound, TaskFailed
+from ssmake.errors import TaskFailed
 from ssmake.events import JobLaunched, JobStatus, LogLine, Notice, Reporter, TaskRestored
 from ssmake.executor import JobResult, describe_local_failure
 from ssmake.fingerprint import SCHEMA_VERSION, Fingerprint
 from ssmake.hashcache import sha256_path
+from ssmake.inflight import Claim, InflightRecords, Retry
 from ssmake.jobspec import Channel, build_job_spec
 from ssmake.model import Project, Task
 from ssmake.planner import Marker, Planner
@@ -50,6 +49,36 @@ def default_image(task: Task) -> str:
     return f"local/{task.framework}{version}"
 
 
+SPOT_WITHOUT_STATE = (
+    "warning: spot job without checkpointing: an interruption restarts it from scratch "
+    "(save progress in args.state, e.g. from worker_lib.onTermination, or set spot = false)"
+)
+# What code that keeps its progress in the task's state says (worker_toolkit's
+# names, the variable, or the checkpoint directory itself).
+STATE_MENTIONS = (
+    "args.state",
+    "SSM_STATE_DIR",
+    "initMultiWorkersState",
+    "onTermination",
+    "/state",
+)
+_MENTION_SCAN_BYTES = 4 << 20
+
+
+def mentions_state(files: Iterable[Path]) -> bool:
+    """Whether any of the code files names the task's state (its first 4 MiB)."""
+    needles = [m.encode() for m in STATE_MENTIONS]
+    for path in files:
+        try:
+            with path.open("rb") as f:
+                text = f.read(_MENTION_SCAN_BYTES)
+        except OSError:
+            continue
+        if any(n in text for n in needles):
+            return True
+    return False
+
+
 class TaskRunner:
     """Everything with side effects that one task's job needs."""
 
@@ -71,6 +100,7 @@ class TaskRunner:
         self.report = reporter
         self.image_resolver = image_resolver
         self.work_dir = work_dir
+        self.inflight = InflightRecords(store, backend, project.name, reporter)
 
     # -- staging -------------------------------------------------------------
 
@@ -218,36 +248,32 @@ class TaskRunner:
     ) -> Marker:
         """Run one job of `task`; returns the new marker or raises TaskFailed."""
         started = time.time()
+        if task.spot and self.backend.name == "sagemaker":
+            code = self.planner.fingerprinter.code_files(task).values()
+            if not mentions_state(code):
+                self.report(Notice(SPOT_WITHOUT_STATE, task.name))
         inflight_key = layout.inflight_key(self.project.name, task.name)
         seen = self.planner.read_marker(task.name)
-        job = self._claim(task, fp, inflight_key, interrupt)
-        latest = self.planner.read_marker(task.name)
-        if latest != seen and latest is not None and latest.get("fingerprint") == fp.value:
-            # Another ssmake ran this fingerprint and let go of its claim between our
-            # plan and our claim: its result stands, running again would duplicate it.
-            self.store.delete(inflight_key)
-            raise _Retry
+        claim = self.inflight.claim(
+            task.name, inflight_key, fp.value, lambda: self._attempt(task, fp.value), interrupt
+        )
+        job = claim.job
         try:
-            code_uri = self.stage_code(task)
-            channels = self.channels(task, upstream)
-            base = layout.task_prefix(self.project.name, task.name)
-            spec = build_job_spec(
-                task,
-                project=self.project.name,
-                job_name=job,
-                fingerprint=fp.value,
-                entry_point=self.planner.fingerprinter.entry_name(task),
-                code_uri=code_uri,
-                output_uri=self.store.uri(base),
-                state_uri=self.store.uri(layout.state_prefix(self.project.name, task.name)),
-                channels=channels,
-                image_uri=self.image_resolver(task),
-                role_arn=self.backend.role_arn(),
-                region=self.project.region,
-            )
-            self.backend.launch(spec)
-            self.report(JobLaunched(task.name, job, self.backend.name))
-            result = self.follow(task, job, interrupt)
+            if claim.adopted:
+                result = self.follow(task, job, interrupt)
+                if result.status in ("Failed", "Stopped") and not interrupt.is_set():
+                    # It ended without a result: run the task again, afresh.
+                    self.report(
+                        Notice(f"job {job} {result.status.lower()}; running it again", task.name)
+                    )
+                    raise Retry
+            else:
+                latest = self.planner.read_marker(task.name)
+                if latest != seen and latest is not None and latest.get("fingerprint") == fp.value:
+                    # Another ssmake ran this fingerprint and let go of its claim between
+                    # our plan and our claim: its result stands, a run would duplicate it.
+                    raise Retry
+                result = self._launch(task, fp, job, upstream, inflight_key, claim, interrupt)
             if result.status != "Completed":
                 if interrupt.is_set():
                     raise KeyboardInterrupt
@@ -258,10 +284,46 @@ class TaskRunner:
             outputs = self._verify(task, job, result.hosts)
             marker = self.write_marker(task, fp, job, outputs, started)
         finally:
-            if not (interrupt.is_set() and self.backend.detaches):
-                self.store.delete(inflight_key)
+            if interrupt.is_set() and claim.launched:
+                self.inflight.detach(claim)
+            else:
+                self.inflight.release(task.name, inflight_key, claim)
         self.download(task, marker)
         return marker
+
+    def _launch(
+        self,
+        task: Task,
+        fp: Fingerprint,
+        job: str,
+        upstream: Mapping[str, Marker | None],
+        inflight_key: str,
+        claim: Claim,
+        interrupt: threading.Event,
+    ) -> JobResult:
+        """Stage the code and inputs, launch the job and follow it to its end."""
+        code_uri = self.stage_code(task)
+        channels = self.channels(task, upstream)
+        base = layout.task_prefix(self.project.name, task.name)
+        spec = build_job_spec(
+            task,
+            project=self.project.name,
+            job_name=job,
+            fingerprint=fp.value,
+            entry_point=self.planner.fingerprinter.entry_name(task),
+            code_uri=code_uri,
+            output_uri=self.store.uri(base),
+            state_uri=self.store.uri(layout.state_prefix(self.project.name, task.name)),
+            channels=channels,
+            image_uri=self.image_resolver(task),
+            role_arn=self.backend.role_arn(),
+            region=self.project.region,
+        )
+        self.backend.launch(spec)
+        self.report(JobLaunched(task.name, job, self.backend.name))
+        if self.backend.detaches:
+            self.inflight.mark_launched(inflight_key, claim)
+        return self.follow(task, job, interrupt)
 
     def follow(self, task: Task, job: str, interrupt: threading.Event) -> JobResult:
         """Wait for a launched job, reporting its log lines, and keep the logs in the
@@ -295,158 +357,7 @@ class TaskRunner:
             shutil.rmtree(logs_dir, ignore_errors=True)
         return result
 
-    def _claim(self, task: Task, fp: Fingerprint, key: str, interrupt: threading.Event) -> str:
-        """Record the job about to run: one in flight per task across ssmake processes.
 
-        A record whose ssmake process is gone is taken over by exactly one claimant,
-        which cleans up after the dead job (see `_take_over`) before claiming.
-        """
-        floor = 0
-        while True:
-            attempt = max(self._attempt(task, fp.value), floor + 1)
-            job = layout.job_name(task.name, fp.value, attempt)
-            if self.store.put_if_absent(key, _owner_record(job, fp.value, self.backend.name)):
-                return job
-            raw = self._read(key)
-            if raw is None:
-                continue  # released meanwhile
-            current = _parse_record(raw)
-            if current is None or not _alive(current):
-                if current is not None and current.get("fingerprint") == fp.value:
-                    floor = max(floor, _attempt_of(current))  # never reuse its name
-                self._take_over(task, key, raw, current, interrupt)
-                continue
-            self.report(
-                Notice(
-                    f"job {current.get('job')} of this task is running "
-                    f"(ssmake pid {current.get('pid')} on {current.get('host')}); "
-                    "waiting for it",
-                    task.name,
-                )
-            )
-            self._wait_for_change(key, raw, current, interrupt)
-            raise _Retry
-
-    def _read(self, key: str) -> bytes | None:
-        try:
-            return self.store.get(key)
-        except KeyNotFound:
-            return None
-
-    def _wait_for_change(
-        self,
-        key: str,
-        raw: bytes,
-        owner: Mapping[str, Any] | None,
-        interrupt: threading.Event,
-    ) -> None:
-        """Poll until `key` no longer holds `raw`, or its owner died."""
-        while self._read(key) == raw and (owner is None or _alive(owner)):
-            if interrupt.wait(CLAIM_POLL_SECONDS):
-                raise KeyboardInterrupt
-
-    def _take_over(
-        self,
-        task: Task,
-        key: str,
-        raw: bytes,
-        dead: Mapping[str, Any] | None,
-        interrupt: threading.Event,
-    ) -> None:
-        """Clean up after the dead job in `raw` and release its record, as one claimant.
-
-        The claimants race for a key named after the record's bytes (a conditional
-        put); the winner checks the record is still the same, has the backend stop
-        what the dead job left running and keep the state it wrote, then deletes the
-        record. A loser waits until the record changes.
-        """
-        lock = f"{key.removesuffix('.json')}-takeover-{hashlib.sha256(raw).hexdigest()[:16]}.json"
-        mine = _owner_record(str((dead or {}).get("job", "")), "", self.backend.name)
-        if not self.store.put_if_absent(lock, mine):
-            holder = _parse_record(self._read(lock) or b"")
-            if holder is not None and not _alive(holder):
-                self.store.delete(lock)  # the claimant taking over died too
-                return
-            self._wait_for_change(key, raw, None, interrupt)
-            return
-        try:
-            if self._read(key) != raw:
-                return
-            job = str((dead or {}).get("job") or "")
-            what = "an unreadable in-flight record"
-            if dead is not None:
-                what = (
-                    f"job {job} of ssmake pid {dead.get('pid')} on {dead.get('host')}, "
-                    "which is gone"
-                )
-            recover = getattr(self.backend, "recover", None)
-            if job and recover is not None and (dead or {}).get("backend") == self.backend.name:
-                what += f": {recover(job)}"
-            self.report(Notice(f"taking over from {what}", task.name))
-            self.store.delete(key)
-        finally:
-            self.store.delete(lock)
-
-
-CLAIM_POLL_SECONDS = 0.5
-
-
-class _Retry(Exception):
-    """Another process ran this task meanwhile: plan it again."""
-
-
-def _owner_record(job: str, fingerprint: str, backend: str) -> bytes:
-    """Who holds a claim: enough to tell later whether that process still runs."""
-    record = {
-        "job": job,
-        "fingerprint": fingerprint,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "started": _process_start(os.getpid()),
-        "backend": backend,
-        "time": time.time(),
-    }
-    return json.dumps(record).encode()
-
-
-def _parse_record(raw: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _attempt_of(record: Mapping[str, Any] | None) -> int:
-    tail = str((record or {}).get("job", "")).rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def _process_start(pid: int) -> str | None:
-    """When `pid` started, in clock ticks since boot (Linux), to tell a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(record: Mapping[str, Any]) -> bool:
-    """Whether the ssmake process holding a claim may still run (when unsure: yes)."""
-    if record.get("backend") != "local":
-        return True
-    if record.get("host") != socket.gethostname():
-        return True
-    pid = record.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    started = record.get("started")
-    now = _process_start(pid)
-    # A different start time: the pid was reused by another process.
-    return started is None or now is None or started == now
+# A run raises this when another process ran the task meanwhile; the engine
+# (which knows it by this name) plans the task again.
+_Retry = Retry

@@ -210,7 +210,7 @@ class S3Store:
     # -- single objects --------------------------------------------------------
 
     def get(self, key: str) -> bytes:
-        with aws.translated(f"cannot read {self.uri(key)}", StoreError):
+        def read() -> bytes:
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
             except Exception as e:
@@ -218,6 +218,9 @@ class S3Store:
                 raise
             data: bytes = response["Body"].read()
             return data
+
+        with aws.translated(f"cannot read {self.uri(key)}", StoreError):
+            return aws.retry_reading(self.client, read)
 
     def _raise_missing(self, error: Exception, key: str) -> None:
         if aws.error_code(error) in ("NoSuchKey", "404"):
@@ -282,22 +285,28 @@ class S3Store:
                 os.fdopen(fd, "wb") as f,
                 aws.translated(f"cannot download {self.uri(key)}", StoreError),
             ):
-                try:
-                    response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-                except Exception as e:
-                    self._raise_missing(e, key)
-                    raise
-                size = int(response["ContentLength"])
-                if size < self.sizes.threshold:
-                    for block in response["Body"].iter_chunks(_READ_CHUNK):
-                        f.write(block)
-                else:
-                    # Large: ranged parts in parallel (s3transfer pins them to the
-                    # ETag it saw, so a concurrent overwrite cannot mix versions).
-                    response["Body"].close()
-                    self.client.download_fileobj(
-                        self.bucket, self._key(key), f, Config=self.sizes.transfer_config()
-                    )
+
+                def fetch() -> int:
+                    f.seek(0)
+                    f.truncate()  # what an attempt cut short wrote
+                    try:
+                        response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+                    except Exception as e:
+                        self._raise_missing(e, key)
+                        raise
+                    if int(response["ContentLength"]) < self.sizes.threshold:
+                        for block in response["Body"].iter_chunks(_READ_CHUNK):
+                            f.write(block)
+                    else:
+                        # Large: ranged parts in parallel (s3transfer pins them to the
+                        # ETag it saw, so a concurrent overwrite cannot mix versions).
+                        response["Body"].close()
+                        self.client.download_fileobj(
+                            self.bucket, self._key(key), f, Config=self.sizes.transfer_config()
+                        )
+                    return int(response["ContentLength"])
+
+                size = aws.retry_reading(self.client, fetch)
             got = tmp.stat().st_size
             if got != size:
                 raise StoreError(
