@@ -56,6 +56,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssmake",
@@ -83,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-j",
         "--jobs",
-        type=int,
+        type=_positive,
         default=1,
         metavar="N",
         help="run up to N independent tasks at once",
@@ -119,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("targets", nargs="*", metavar="TARGET")
     watch.add_argument("--on-busy", choices=("queue", "restart"), default="queue")
     watch.add_argument("--debounce", type=int, default=100, metavar="MS")
-    watch.add_argument("-j", "--jobs", type=int, default=1, metavar="N")
+    watch.add_argument("-j", "--jobs", type=_positive, default=1, metavar="N")
 
     download = sub.add_parser("download", help="bring a task's results back")
     _common(download)
@@ -370,10 +380,14 @@ def _follow(session: Session, task: str, job: str) -> int:
         )
         print(f"ssmake: {task}: job {job} {result.status.lower()}", file=sys.stderr)
         return EXIT_OK
+    from ssmake.inflight import holder_alive
+
     logs = session.work_dir / "runs" / job / "logs"
     offsets: dict[Path, int] = {}
     while True:
-        running = session.planner.read_inflight(task) is not None
+        record = session.planner.read_inflight(task)
+        # A record whose ssmake process died is no running job: stop following.
+        running = record is not None and holder_alive(record)
         for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
             with path.open("rb") as f:
                 f.seek(offsets.get(path, 0))

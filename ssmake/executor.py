@@ -466,7 +466,7 @@ def recover_abandoned(run_dir: Path, *, grace_seconds: float | None = None) -> s
     except (OSError, ValueError):
         return "it left nothing to clean up"
     job = str(spec.get("TrainingJobName", ""))
-    groups = _job_process_groups(run_dir, job)
+    groups = job_process_groups(run_dir, job)
     stopped = len(groups)
     if groups:
         deadline = time.monotonic() + stop_grace_seconds(grace_seconds)
@@ -478,7 +478,7 @@ def recover_abandoned(run_dir: Path, *, grace_seconds: float | None = None) -> s
                     pass
             while groups and time.monotonic() < deadline:
                 time.sleep(0.05)
-                groups = _job_process_groups(run_dir, job)
+                groups = job_process_groups(run_dir, job)
             deadline = time.monotonic() + 10
         if groups:
             raise BackendError(
@@ -497,7 +497,7 @@ def recover_abandoned(run_dir: Path, *, grace_seconds: float | None = None) -> s
     return f"{orphans}; kept the state it wrote"
 
 
-def _job_process_groups(run_dir: Path, job: str) -> set[int]:
+def job_process_groups(run_dir: Path, job: str) -> set[int]:
     """The process groups of the live processes that are instances of `job` run from
     `run_dir`, as their environment says: only those are ours to signal. Each
     instance leads its own group, which also holds what it started.

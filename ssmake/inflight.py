@@ -300,6 +300,11 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def holder_alive(record: Mapping[str, Any]) -> bool:
+    """Whether the ssmake process that wrote an in-flight record may still run."""
+    return _alive(record)
+
+
 def _alive(record: Mapping[str, Any]) -> bool:
     """Whether the ssmake process holding a record may still run (when unsure: yes)."""
     if record.get("host") != socket.gethostname():

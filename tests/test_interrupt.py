@@ -139,3 +139,52 @@ def test_max_run_stops_the_job_with_sigterm_and_state_is_kept(tmp_path: Path) ->
     assert "working" in lines
     assert store.get("p/capped/state/checkpoint") == b"saved"
     assert not store.exists("p/capped/capped-1/output/model.tar.gz")
+
+
+def test_cancel_stops_a_job_run_by_another_ssmake(project: ProjectDir) -> None:
+    mark = project.root / "started"
+    project.ssmfile(
+        f"""
+        [tasks.slow]
+        entry_point = "slow.py"
+        environment = {{ MARK = "{mark}" }}
+        """
+    )
+    project.write("slow.py", SLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssmake.cli", "-C", str(project.root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, SSMAKE_STOP_GRACE_SECONDS="2"),
+    )
+    wait_for(mark)
+
+    cancel = project.run("cancel", "slow")
+    _out, err = proc.communicate(timeout=30)
+
+    assert cancel.code == 0, cancel.err
+    assert "stopping job slow-" in cancel.err
+    assert proc.returncode == 1, err
+    assert "slow: FAILED" in err
+    assert not project.store(project.root.name, "slow", "ssmake.json").exists()
+
+
+def test_cancel_without_a_running_job_is_an_error(project: ProjectDir) -> None:
+    project.ssmfile('[tasks.idle]\nentry_point = "idle.py"\n')
+    project.write("idle.py", "pass\n")
+
+    result = project.run("cancel", "idle")
+
+    assert result.code == 2
+    assert "task idle has no running job" in result.err
+
+
+def test_jobs_must_be_positive(project: ProjectDir) -> None:
+    project.ssmfile('[tasks.idle]\nentry_point = "idle.py"\n')
+    project.write("idle.py", "pass\n")
+
+    result = project.run("-j", "0")
+
+    assert result.code == 2
+    assert "must be at least 1, got 0" in result.err

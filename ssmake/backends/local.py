@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 
 from ssmake.backends import LogFn, StatusFn
 from ssmake.errors import BackendError
-from ssmake.executor import JobResult, LocalExecutor, recover_abandoned
+from ssmake.executor import JobResult, LocalExecutor, job_process_groups, recover_abandoned
 from ssmake.images import is_local_label
 from ssmake.jobspec import JobSpec
 
@@ -81,6 +83,14 @@ class LocalBackend:
         executor = self._jobs.get(job)
         if executor is not None:
             executor.stop()
+            return
+        # Launched by another ssmake process (`ssmake cancel`): SIGTERM its instances;
+        # their ssmake sees them end, stops the rest and writes no marker.
+        for pgid in job_process_groups(self.work_dir / "runs" / job, job):
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def find(self, project: str, task: str, fingerprint: str) -> str | None:
         return None
