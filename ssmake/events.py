@@ -47,6 +47,17 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
+class SyncProgress:
+    """Bytes of a local input uploaded so far, of at most `total` (unchanged files
+    are skipped, so a sync may end below it)."""
+
+    task: str
+    channel: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class LogLine:
     task: str
     host: str
@@ -90,6 +101,7 @@ Event = (
     | JobLaunched
     | JobStatus
     | LogLine
+    | SyncProgress
     | TaskDone
     | TaskFailedEvent
     | TaskBlocked

@@ -13,6 +13,7 @@ from ssmake.events import (
     JobStatus,
     LogLine,
     Notice,
+    SyncProgress,
     TaskBlocked,
     TaskDone,
     TaskFailedEvent,
@@ -30,12 +31,20 @@ class PlainReporter:
         self.stream = stream if stream is not None else sys.stderr
         self.verbosity = verbosity
         self._lock = threading.Lock()
+        self._shown: dict[tuple[str, str], int] = {}
 
     def _say(self, text: str) -> None:
         with self._lock:
             print(text, file=self.stream, flush=True)
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, SyncProgress):
+            # A line per tenth of the bytes, not per part.
+            tenth = min(10, event.done * 10 // event.total) if event.total else 10
+            key = (event.task, event.channel)
+            if self.verbosity < 0 or self._shown.get(key, -1) >= tenth:
+                return
+            self._shown[key] = tenth
         line = describe(event, self.verbosity)
         if line is not None:
             self._say(line)
@@ -67,9 +76,15 @@ def describe(event: Event, verbosity: int) -> str | None:
             if verbosity < 0:
                 return None
             return f"ssmake: {task}: {message}" if task else f"ssmake: {message}"
+        case SyncProgress(task=task, channel=channel, done=done, total=total):
+            return f"ssmake: {task}: uploading input {channel}: {_mib(done)} of up to {_mib(total)}"
         case TaskQueued():
             return None
     return None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 class LiveReporter:
@@ -141,6 +156,8 @@ class LiveReporter:
                 )
             case TaskBlocked(task=task, reason=reason):
                 self._set(task, "not run", reason)
+            case SyncProgress(task=task, channel=channel, done=done, total=total):
+                self._set(task, "uploading", f"{channel}: {_mib(done)} / {_mib(total)}")
             case LogLine(task=task, host=host, line=line):
                 if self.verbosity >= 0:
                     self.console.print(

@@ -18,7 +18,15 @@ from ssmake.archive import pack_code
 from ssmake.backends import Backend
 from ssmake.downloads import download_results, downloaded_job
 from ssmake.errors import TaskFailed
-from ssmake.events import JobLaunched, JobStatus, LogLine, Notice, Reporter, TaskRestored
+from ssmake.events import (
+    JobLaunched,
+    JobStatus,
+    LogLine,
+    Notice,
+    Reporter,
+    SyncProgress,
+    TaskRestored,
+)
 from ssmake.executor import JobResult, describe_local_failure
 from ssmake.fingerprint import SCHEMA_VERSION, Fingerprint
 from ssmake.hashcache import sha256_path
@@ -26,7 +34,7 @@ from ssmake.inflight import Claim, InflightRecords, Retry
 from ssmake.jobspec import Channel, build_job_spec
 from ssmake.model import Project, Task
 from ssmake.planner import Marker, Planner
-from ssmake.store import Store
+from ssmake.store import ProgressFn, Store
 
 ImageResolver = Callable[[Task], str]
 
@@ -130,7 +138,12 @@ class TaskRunner:
                 files = self.planner.fingerprinter.files_under(
                     self.planner.fingerprinter.resolve(inp.path)
                 )
-                stats = self.store.sync_dir(Path(inp.path), prefix, files)
+                stats = self.store.sync_dir(
+                    Path(inp.path),
+                    prefix,
+                    files,
+                    on_progress=self._progress(task.name, inp.name, files),
+                )
                 if stats.uploaded or stats.deleted:
                     self.report(
                         Notice(
@@ -154,6 +167,20 @@ class TaskRunner:
                     uri = self.store.uri(str(marker["outputs"][inp.output]["key"]))
                 out.append(Channel(inp.name, uri, inp.distribution))
         return out
+
+    def _progress(self, task: str, channel: str, files: Mapping[str, Path]) -> ProgressFn:
+        total = sum(p.stat().st_size for p in files.values())
+        done = 0
+        lock = threading.Lock()
+
+        def on_progress(n: int) -> None:
+            nonlocal done
+            with lock:
+                done += n
+                now = done
+            self.report(SyncProgress(task, channel, now, total))
+
+        return on_progress
 
     def _attempt(self, task: Task, fingerprint: str) -> int:
         stem = layout.job_name(task.name, fingerprint, 0)[:-1]

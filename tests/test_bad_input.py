@@ -392,7 +392,11 @@ def test_ssmfile_that_is_not_utf8(root: Path) -> None:
 BAD_SSMAKE_ARGS: list[tuple[str, list[str], str]] = [
     ("Ssmfile named by -f is missing", ["run", "-f", "nope.toml"], "nope.toml: not found"),
     ("unknown flag", ["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
-    ("-j not a number", ["run", "-j", "abc"], "argument -j/--jobs: invalid int value: 'abc'"),
+    (
+        "-j not a number",
+        ["run", "-j", "abc"],
+        "argument -j/--jobs: expected a whole number, got 'abc'",
+    ),
     ("unknown target", ["run", "-n", "zzz"], "unknown task 'zzz' (tasks: t)"),
     ("explain an unknown task", ["explain", "zzz"], "unknown task 'zzz' (tasks: t)"),
     ("unknown backend", ["run", "--backend", "aws"], "argument --backend: invalid choice: 'aws'"),

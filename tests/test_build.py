@@ -383,3 +383,30 @@ def test_init_writes_a_project_that_builds(project: ProjectDir) -> None:
     assert result.code == 0, result.err
     assert (project.root / "output/train/model/model.json").exists()
     assert project.run("init").code == 2
+
+
+def test_input_upload_reports_byte_progress_and_skips_unchanged_files(
+    project: ProjectDir,
+) -> None:
+    project.ssmfile(
+        """
+        [tasks.big]
+        entry_point = "w.py"
+        inputs.data = { path = "data" }
+        """
+    )
+    project.write("w.py", "pass\n")
+    for i in range(20):
+        (project.root / "data").mkdir(exist_ok=True)
+        (project.root / f"data/part{i}.bin").write_bytes(bytes(100_000))
+
+    first = project.run()
+    project.write("data/part0.bin", "changed")
+    second = project.run()
+
+    assert first.code == 0, first.err
+    progress = [ln for ln in first.err.splitlines() if "uploading input data" in ln]
+    assert progress[-1].endswith("1.9 MiB of up to 1.9 MiB")
+    assert 1 < len(progress) <= 11
+    assert "input data: 20 uploaded (2000000 bytes), 0 deleted, 0 unchanged" in first.err
+    assert "input data: 1 uploaded (7 bytes), 0 deleted, 19 unchanged" in second.err

@@ -77,8 +77,16 @@ class Store(Protocol):
 
     def delete_prefix(self, prefix: str) -> int: ...
 
-    def sync_dir(self, local: Path, prefix: str, files: dict[str, Path]) -> SyncStats:
-        """Make `prefix` hold exactly `files` (relative name -> local path)."""
+    def sync_dir(
+        self,
+        local: Path,
+        prefix: str,
+        files: dict[str, Path],
+        *,
+        on_progress: ProgressFn | None = None,
+    ) -> SyncStats:
+        """Make `prefix` hold exactly `files` (relative name -> local path), calling
+        `on_progress(n)` as each n bytes are uploaded."""
         ...
 
 

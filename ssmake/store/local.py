@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ssmake.errors import KeyNotFound, StoreError
-from ssmake.store import ObjectInfo, SyncStats
+from ssmake.store import ObjectInfo, ProgressFn, SyncStats
 
 
 def _etag(st: os.stat_result) -> str:
@@ -123,7 +123,14 @@ class LocalStore:
             shutil.rmtree(target, ignore_errors=True)
         return len(keys)
 
-    def sync_dir(self, local: Path, prefix: str, files: dict[str, Path]) -> SyncStats:
+    def sync_dir(
+        self,
+        local: Path,
+        prefix: str,
+        files: dict[str, Path],
+        *,
+        on_progress: ProgressFn | None = None,
+    ) -> SyncStats:
         # The quick check rsync uses: a copy keeps size and mtime, so equal ones
         # mean the file is unchanged and nothing is read.
         stats = SyncStats()
@@ -139,6 +146,8 @@ class LocalStore:
             os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
             stats.uploaded += 1
             stats.uploaded_bytes += st.st_size
+            if on_progress is not None:
+                on_progress(st.st_size)
         for rel in existing:
             self.delete(prefix + rel)
             stats.deleted += 1
