@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,48 +155,65 @@ class IgnoreMatcher:
 
         Paths are strings: on a tree of many thousand files, Path objects cost more
         than the stat calls.
-
-        Symlinked files count with their target's content; symlinked directories are
-        followed once (a link back up the tree is not followed again).
         """
         top_rel = top.relative_to(self.root).as_posix() if top != self.root else ""
         if top_rel == ".":
             top_rel = ""
         if top_rel and self.is_ignored(top_rel, True):
             return
-        stack: list[tuple[str, str]] = [(str(top), top_rel)]
-        seen: set[tuple[int, int]] = set()
-        while stack:
-            directory, rel_dir = stack.pop()
+
+        def skip(rel_dir: str, rel: str, name: str, is_dir: bool) -> bool:
+            if name in ALWAYS_IGNORED or rel in self.exclude:
+                return True
+            if not is_dir and EDITOR_FILES.match(name):
+                return True
+            sets = self._sets_for(rel_dir)
+            return bool(sets) and _ignored(rel, is_dir, sets)
+
+        cut = len(top_rel) + 1 if top_rel else 0
+        for rel, st, path in walk_tree(str(top), top_rel, skip):
+            yield rel[cut:], st, path
+
+
+SkipFn = Callable[[str, str, str, bool], bool]
+
+
+def walk_tree(top: str, top_rel: str, skip: SkipFn) -> Iterator[tuple[str, os.stat_result, str]]:
+    """Every file under the directory `top`: (relative path, stat, path), relative
+    paths starting with `top_rel`. `skip(rel_dir, rel, name, is_dir)` prunes entries
+    (a skipped directory is not entered).
+
+    Symlinked files count with their target's content; symlinked directories are
+    followed once (a link back up the tree is not followed again); dangling links
+    and unreadable directories are passed over.
+    """
+    stack: list[tuple[str, str]] = [(top, top_rel)]
+    seen: set[tuple[int, int]] = set()
+    while stack:
+        directory, rel_dir = stack.pop()
+        try:
+            st_dir = os.stat(directory)
+            if (st_dir.st_dev, st_dir.st_ino) in seen:
+                continue
+            seen.add((st_dir.st_dev, st_dir.st_ino))
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs: list[tuple[str, str]] = []
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             try:
-                st_dir = os.stat(directory)
-                if (st_dir.st_dev, st_dir.st_ino) in seen:
-                    continue
-                seen.add((st_dir.st_dev, st_dir.st_ino))
-                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+                is_dir = entry.is_dir()
             except OSError:
                 continue
-            sets = self._sets_for(rel_dir)
-            subdirs: list[tuple[str, str]] = []
-            for entry in entries:
-                if entry.name in ALWAYS_IGNORED:
-                    continue
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    continue
-                if rel in self.exclude or (sets and _ignored(rel, is_dir, sets)):
-                    continue
-                if is_dir:
-                    subdirs.append((entry.path, rel))
-                    continue
-                if EDITOR_FILES.match(entry.name):
-                    continue
-                try:
-                    st = entry.stat()
-                except OSError:
-                    continue  # a dangling link has no content to hash
-                out_rel = rel[len(top_rel) + 1 :] if top_rel else rel
-                yield out_rel, st, entry.path
-            stack.extend(reversed(subdirs))
+            if skip(rel_dir, rel, entry.name, is_dir):
+                continue
+            if is_dir:
+                subdirs.append((entry.path, rel))
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue  # a dangling link has no content to hash
+            yield rel, st, entry.path
+        stack.extend(reversed(subdirs))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ssmake.hashcache import HashCache
-from ssmake.ignore import _glob_to_regex
+from ssmake.ignore import _glob_to_regex, walk_tree
 
 BASE_PLACEHOLDER = "__BASE_IMAGE__"
 DOCKERFILE = "Dockerfile"
@@ -77,41 +77,16 @@ def context_files(
     sorted; `exclude` holds context-relative paths that are never sent. Symbolic
     links are sent as what they point to (a linked directory is entered once)."""
     ignore = DockerIgnore.of(context)
-    stack = [(str(context), "")]
-    seen: set[tuple[int, int]] = set()
-    found: list[tuple[str, os.stat_result, str]] = []
-    while stack:
-        directory, rel_dir = stack.pop()
-        try:
-            st_dir = os.stat(directory)
-            if (st_dir.st_dev, st_dir.st_ino) in seen:
-                continue
-            seen.add((st_dir.st_dev, st_dir.st_ino))
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            if entry.name in NEVER_SENT or rel in exclude:
-                continue
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                continue
-            if is_dir:
-                # An excluded directory may still hold a file that a `!` rule keeps.
-                if ignore.has_exceptions or not ignore.excludes(rel):
-                    stack.append((entry.path, rel))
-                continue
-            if rel not in (DOCKERFILE, DOCKERIGNORE) and ignore.excludes(rel):
-                continue
-            try:
-                st = entry.stat()
-            except OSError:
-                continue  # a dangling link has no content
-            found.append((rel, st, entry.path))
-    found.sort(key=lambda f: f[0])
-    return found
+
+    def skip(rel_dir: str, rel: str, name: str, is_dir: bool) -> bool:
+        if name in NEVER_SENT or rel in exclude:
+            return True
+        if is_dir:
+            # An excluded directory may still hold a file that a `!` rule keeps.
+            return not ignore.has_exceptions and ignore.excludes(rel)
+        return rel not in (DOCKERFILE, DOCKERIGNORE) and ignore.excludes(rel)
+
+    return sorted(walk_tree(str(context), "", skip), key=lambda f: f[0])
 
 
 def digest_files(files: list[tuple[str, os.stat_result, str]], hashes: HashCache) -> dict[str, str]:
