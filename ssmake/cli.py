@@ -17,23 +17,13 @@ from ssmake.errors import (
     EXIT_OK,
     SsmakeError,
 )
+from ssmake.model import COMMANDS
+
+__all__ = ["COMMANDS", "main"]
 
 if TYPE_CHECKING:
     from ssmake.model import Project
     from ssmake.session import Session
-
-COMMANDS = (
-    "run",
-    "status",
-    "explain",
-    "graph",
-    "logs",
-    "watch",
-    "download",
-    "clean",
-    "init",
-    "cancel",
-)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

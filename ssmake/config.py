@@ -29,6 +29,7 @@ from typing import Any
 from ssmake.errors import ConfigError
 from ssmake.model import (
     BACKEND_NAMES,
+    COMMANDS,
     COMPLETIONS,
     DISTRIBUTIONS,
     DOWNLOAD_KINDS,
@@ -46,21 +47,7 @@ __all__ = ["SSMFILE", "SUBCOMMANDS", "TASK_KEYS", "Locator", "build_task", "load
 SSMFILE = "Ssmfile.toml"
 
 # Task names that would read as a subcommand on the command line.
-SUBCOMMANDS = frozenset(
-    {
-        "run",
-        "status",
-        "explain",
-        "graph",
-        "logs",
-        "watch",
-        "download",
-        "clean",
-        "init",
-        "cancel",
-        "help",
-    }
-)
+SUBCOMMANDS = frozenset({*COMMANDS, "help"})
 
 TOP_KEYS = ("project", "defaults", "tasks")
 PROJECT_KEYS = ("name", "backend", "store", "region", "default")

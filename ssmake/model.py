@@ -20,6 +20,19 @@ COMPLETIONS: tuple[str, ...] = ("job", "marked")
 DOWNLOAD_KINDS: tuple[str, ...] = ("model", "output", "state", "logs")
 BACKEND_NAMES: tuple[str, ...] = ("local", "sagemaker")
 FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow")
+# ssmake's subcommands: a task may not take one of these names.
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "status",
+    "explain",
+    "graph",
+    "logs",
+    "watch",
+    "download",
+    "clean",
+    "init",
+    "cancel",
+)
 
 
 @dataclass(frozen=True)
