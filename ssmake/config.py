@@ -15,32 +15,28 @@ replaced whole.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import graphlib
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+from ssmake import schema
 from ssmake.errors import ConfigError
 from ssmake.model import (
     BACKEND_NAMES,
     COMMANDS,
-    COMPLETIONS,
     DISTRIBUTIONS,
-    DOWNLOAD_KINDS,
-    FRAMEWORKS,
     TASK_OUTPUTS,
     Image,
     Input,
     Project,
     Task,
 )
-from ssmake.tomlpos import KeyPath, Locator, format_key
+from ssmake.tomlpos import KeyPath, Locator
 
 __all__ = ["SSMFILE", "SUBCOMMANDS", "TASK_KEYS", "Locator", "build_task", "load_project"]
 
@@ -63,14 +59,9 @@ INPUT_SOURCES = ("path", "s3", "task")
 
 _NAME = re.compile(r"[A-Za-z0-9-]+")
 _CHANNEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
-_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 _TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-# How an issue ranks in the report, most important first.
-_UNKNOWN, _INVALID, _REFERENCE, _ON_DISK = range(4)
 
 
 def load_project(root: Path, ssmfile: Path | None = None) -> Project:
@@ -86,19 +77,19 @@ def load_project(root: Path, ssmfile: Path | None = None) -> Project:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(_syntax_error(source, text, error)) from None
 
-    issues = _Issues(Locator(text, source))
+    issues = schema.Issues(Locator(text, source))
     issues.unknown_keys(data, TOP_KEYS, ())
     settings = _project_settings(issues, data.get("project", {}), root)
-    defaults = _table(issues, data.get("defaults", {}), ("defaults",)) or {}
+    defaults = schema.check_table(issues, data.get("defaults", {}), ("defaults",)) or {}
     issues.unknown_keys(defaults, TASK_KEYS, ("defaults",))
-    tables = _table(issues, data.get("tasks", {}), ("tasks",))
+    tables = schema.check_table(issues, data.get("tasks", {}), ("tasks",))
     if tables == {}:
         issues.invalid(("tasks",), "no tasks defined: add a [tasks.NAME] table")
 
     tasks: dict[str, Task] = {}
     refs: dict[str, list[_Ref]] = {}
     for name, value in (tables or {}).items():
-        table = _table(issues, value, ("tasks", name))
+        table = schema.check_table(issues, value, ("tasks", name))
         if table is not None:
             task, refs[name] = _task_from_table(name, table, defaults, root, issues)
             if task is not None:
@@ -125,18 +116,11 @@ def build_task(
     in source_dir is picked up. References to other tasks are not checked (only a
     whole project knows them); depending on itself is.
     """
-    issues = _Issues(where)
+    issues = schema.Issues(where)
     task, _ = _task_from_table(name, table, defaults, root, issues)
     issues.raise_if_any()
     assert task is not None  # built whenever no issue was found
     return task
-
-
-@dataclass(frozen=True)
-class _Issue:
-    rank: int
-    path: KeyPath
-    message: str
 
 
 @dataclass(frozen=True)
@@ -145,47 +129,6 @@ class _Ref:
 
     path: KeyPath
     task: str
-
-
-class _Issues:
-    def __init__(self, where: Locator | None) -> None:
-        self.where = where
-        self.items: list[_Issue] = []
-
-    def add(self, rank: int, path: KeyPath, message: str) -> None:
-        self.items.append(_Issue(rank, path, message))
-
-    def invalid(self, path: KeyPath, message: str) -> None:
-        self.add(_INVALID, path, message)
-
-    def unknown_keys(self, table: Mapping[str, Any], allowed: Sequence[str], path: KeyPath) -> None:
-        for key in table:
-            if key not in allowed:
-                hint = _did_you_mean(key, allowed, "allowed keys are")
-                self.add(_UNKNOWN, (*path, key), f"unknown key; {hint}")
-
-    def raise_if_any(self) -> None:
-        ordered = sorted(self.items, key=lambda issue: issue.rank)
-        # Defaults are checked once per task: report each problem once.
-        lines = dict.fromkeys(self.format(issue) for issue in ordered)
-        if lines:
-            raise ConfigError("\n".join(lines))
-
-    def format(self, issue: _Issue) -> str:
-        text = f"{format_key(issue.path)}: {issue.message}" if issue.path else issue.message
-        if self.where is None:
-            return text
-        line = self.where.line(issue.path)
-        place = self.where.source if line is None else f"{self.where.source}:{line}"
-        return f"{place}: {text}"
-
-
-def _did_you_mean(word: str, choices: Iterable[str], listing: str) -> str:
-    options = list(choices)
-    close = difflib.get_close_matches(word, options, n=1)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return f"{listing}: {', '.join(options)}" if options else f"{listing}: none"
 
 
 def _display_name(path: Path) -> str:
@@ -226,178 +169,6 @@ def _syntax_error(source: str, text: str, error: tomllib.TOMLDecodeError) -> str
 # Values: each check reports what is wrong and returns the value, or None if unusable.
 
 
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"{'integer' if isinstance(value, int) else 'float'} {value}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a table"
-    return f"{type(value).__name__} {value}"
-
-
-def _string(issues: _Issues, value: Any, path: KeyPath, *, empty: bool = False) -> str | None:
-    if isinstance(value, str):
-        if value or empty:
-            return value
-        issues.invalid(path, "must not be empty")
-        return None
-    hint = f'; quote it: "{value}"' if isinstance(value, int | float) else ""
-    issues.invalid(path, f"expected a string, got {_kind(value)}{hint}")
-    return None
-
-
-def _integer(issues: _Issues, value: Any, path: KeyPath, *, minimum: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        digits = isinstance(value, str) and value.strip().lstrip("-").isdigit()
-        hint = "; remove the quotes" if digits else ""
-        issues.invalid(path, f"expected an integer, got {_kind(value)}{hint}")
-        return None
-    if value < minimum:
-        issues.invalid(path, f"must be at least {minimum}, got {value}")
-        return None
-    return value
-
-
-def _boolean(issues: _Issues, value: Any, path: KeyPath) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    issues.invalid(path, f"expected a boolean (true or false, unquoted), got {_kind(value)}")
-    return None
-
-
-def _choice(issues: _Issues, value: Any, path: KeyPath, *, allowed: Sequence[str]) -> str | None:
-    text = _string(issues, value, path)
-    if text is not None and text not in allowed:
-        issues.invalid(path, f"{text!r} is not one of {', '.join(allowed)}")
-        return None
-    return text
-
-
-def _table(issues: _Issues, value: Any, path: KeyPath) -> Mapping[str, Any] | None:
-    if isinstance(value, Mapping):
-        return value
-    issues.invalid(path, f"expected a table, got {_kind(value)}")
-    return None
-
-
-def _strings(issues: _Issues, value: Any, path: KeyPath) -> tuple[str, ...] | None:
-    if not isinstance(value, list | tuple):
-        hint = f'; write ["{value}"]' if isinstance(value, str) else ""
-        issues.invalid(path, f"expected an array of strings, got {_kind(value)}{hint}")
-        return None
-    good = True
-    for number, item in enumerate(value, 1):
-        if not isinstance(item, str) or not item:
-            issues.invalid(path, f"item {number}: expected a non-empty string, got {_kind(item)}")
-            good = False
-    return tuple(value) if good else None
-
-
-def _string_map(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
-    table = _table(issues, value, path)
-    if table is None:
-        return None
-    strings = {key: _string(issues, item, (*path, key), empty=True) for key, item in table.items()}
-    return {key: item for key, item in strings.items() if item is not None}
-
-
-def _instance_type(issues: _Issues, value: Any, path: KeyPath) -> str | None:
-    text = _string(issues, value, path)
-    if text is not None and not _INSTANCE_TYPE.fullmatch(text):
-        issues.invalid(path, f"{text!r} is not a SageMaker instance type, like 'ml.m5.large'")
-        return None
-    return text
-
-
-def _download(issues: _Issues, value: Any, path: KeyPath) -> tuple[str, ...] | None:
-    kinds = _strings(issues, value, path)
-    if kinds is None:
-        return None
-    bad = [kind for kind in kinds if kind not in DOWNLOAD_KINDS]
-    for kind in bad:
-        issues.invalid(path, f"{kind!r} is not one of {', '.join(DOWNLOAD_KINDS)}")
-    return None if bad else tuple(dict.fromkeys(kinds))
-
-
-def _hyperparameters(issues: _Issues, value: Any, path: KeyPath) -> dict[str, object] | None:
-    table = _table(issues, value, path)
-    if table is None:
-        return None
-    for key, item in table.items():
-        if not isinstance(item, str | int | float):
-            got = _kind(item)
-            issues.invalid((*path, key), f"expected a string, number or boolean, got {got}")
-    return {key: item for key, item in table.items() if isinstance(item, str | int | float)}
-
-
-def _metrics(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
-    table = _string_map(issues, value, path)
-    for name, regex in (table or {}).items():
-        try:
-            groups = re.compile(regex).groups
-        except re.error as error:
-            issues.invalid((*path, name), f"regex {regex!r} does not compile: {error}")
-            continue
-        if groups == 0:
-            hint = "capture the value in a group, like 'loss=(.*?);'"
-            issues.invalid((*path, name), f"regex {regex!r} has no group; {hint}")
-    return table
-
-
-def _environment(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
-    table = _string_map(issues, value, path)
-    for name in table or {}:
-        if not _ENV_NAME.fullmatch(name):
-            hint = "use letters, digits and '_', not starting with a digit"
-            issues.invalid((*path, name), f"{name!r} is not an environment variable name; {hint}")
-    return table
-
-
-def _tags(issues: _Issues, value: Any, path: KeyPath) -> dict[str, str] | None:
-    table = _string_map(issues, value, path)
-    for key in table or {}:
-        if key.startswith(("ssmake:", "aws:")):
-            issues.invalid((*path, key), "tag keys starting with 'ssmake:' or 'aws:' are reserved")
-    return table
-
-
-_Check = Callable[[_Issues, Any, KeyPath], Any]
-
-_CHECKS: dict[str, _Check] = {
-    "source_dir": _string,
-    "entry_point": _string,
-    "dependencies": _strings,
-    "requirements": _string,
-    "dockerfile": _string,
-    "instance_type": _instance_type,
-    "instance_count": partial(_integer, minimum=1),
-    "volume_size": partial(_integer, minimum=1),
-    "spot": _boolean,
-    "max_wait_mins": partial(_integer, minimum=0),
-    "max_run_mins": partial(_integer, minimum=1),
-    "framework": partial(_choice, allowed=FRAMEWORKS),
-    "framework_version": _string,
-    "python_version": _string,
-    "enable_metrics": _boolean,
-    "download": _download,
-    "output_path": _string,
-    "completion": partial(_choice, allowed=COMPLETIONS),
-    "after": _strings,
-    "local_docker": _boolean,
-}
-_MERGED: dict[str, _Check] = {
-    "hyperparameters": _hyperparameters,
-    "environment": _environment,
-    "tags": _tags,
-    "metrics": _metrics,
-}
-
-
 # Tasks
 
 
@@ -406,7 +177,7 @@ def _task_from_table(
     table: Mapping[str, Any],
     defaults: Mapping[str, Any],
     root: Path | None,
-    issues: _Issues,
+    issues: schema.Issues,
 ) -> tuple[Task | None, list[_Ref]]:
     """Build a task, or None if it has issues; and its references to other tasks."""
     base: KeyPath = ("tasks", name)
@@ -420,10 +191,10 @@ def _task_from_table(
     for source, path in ((defaults, ("defaults",)), (table, base)):
         given.update({key: (value, (*path, key)) for key, value in source.items()})
     fields: dict[str, Any] = {"name": name}
-    for key, check in _CHECKS.items():
+    for key, check in schema.CHECKS.items():
         if key in given and (value := check(issues, *given[key])) is not None:
             fields[key] = value
-    for key, check in _MERGED.items():
+    for key, check in schema.MERGED.items():
         merged: dict[str, Any] = {}
         for source, path in ((defaults, ("defaults",)), (table, base)):
             if key in source:
@@ -440,7 +211,7 @@ def _task_from_table(
     for ref in refs:
         if ref.task == name:
             issues.add(
-                _REFERENCE, ref.path, "a task cannot depend on itself; remove this reference"
+                schema.REFERENCE, ref.path, "a task cannot depend on itself; remove this reference"
             )
     refs = [ref for ref in refs if ref.task != name]
 
@@ -457,7 +228,7 @@ def _task_from_table(
     return Task(**fields), refs
 
 
-def _check_task_name(issues: _Issues, name: str, path: KeyPath) -> None:
+def _check_task_name(issues: schema.Issues, name: str, path: KeyPath) -> None:
     if not _NAME.fullmatch(name):
         suggestion = re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "train"
         hint = f"use only letters, digits and '-', like {suggestion!r}"
@@ -466,13 +237,17 @@ def _check_task_name(issues: _Issues, name: str, path: KeyPath) -> None:
         issues.invalid(path, f"task name {name!r} is an ssmake subcommand; rename the task")
 
 
-def _image(issues: _Issues, value: Any, path: KeyPath, building: bool) -> Image | None:
+def _image(issues: schema.Issues, value: Any, path: KeyPath, building: bool) -> Image | None:
     """The image table; with a dockerfile, `uri` names the base it builds on."""
-    table = _table(issues, value, path)
+    table = schema.check_table(issues, value, path)
     if table is None:
         return None
     issues.unknown_keys(table, IMAGE_KEYS, path)
-    strings = {key: _string(issues, table[key], (*path, key)) for key in IMAGE_KEYS if key in table}
+    strings = {
+        key: schema.check_string(issues, table[key], (*path, key))
+        for key in IMAGE_KEYS
+        if key in table
+    }
     fields = {key: value for key, value in strings.items() if value is not None}
     built = [key for key in ("repo", "local_repo", "tag") if key in fields]
     if "uri" in fields and built and not building:
@@ -482,9 +257,9 @@ def _image(issues: _Issues, value: Any, path: KeyPath, building: bool) -> Image 
 
 
 def _inputs(
-    issues: _Issues, value: Any, path: KeyPath, root: Path | None, refs: list[_Ref]
+    issues: schema.Issues, value: Any, path: KeyPath, root: Path | None, refs: list[_Ref]
 ) -> tuple[Input, ...]:
-    table = _table(issues, value, path)
+    table = schema.check_table(issues, value, path)
     seen: dict[str, str] = {}
     inputs: list[Input] = []
     for channel, spec in (table or {}).items():
@@ -505,14 +280,19 @@ def _inputs(
 
 
 def _input(
-    issues: _Issues, channel: str, spec: Any, path: KeyPath, root: Path | None, refs: list[_Ref]
+    issues: schema.Issues,
+    channel: str,
+    spec: Any,
+    path: KeyPath,
+    root: Path | None,
+    refs: list[_Ref],
 ) -> Input | None:
     shorthand = isinstance(spec, str)
     if isinstance(spec, str):
         looks_s3 = spec.startswith("s3:") or "://" in spec
         spec = {"s3": spec} if looks_s3 else {"path": spec}
     if not isinstance(spec, Mapping):
-        issues.invalid(path, f"expected a table or a string, got {_kind(spec)}")
+        issues.invalid(path, f"expected a table or a string, got {schema.kind_of(spec)}")
         return None
     issues.unknown_keys(spec, INPUT_KEYS, path)
     sources = [key for key in INPUT_SOURCES if key in spec]
@@ -522,7 +302,7 @@ def _input(
         return None
     kind = sources[0]
     where = path if shorthand else (*path, kind)
-    value = _string(issues, spec[kind], where)
+    value = schema.check_string(issues, spec[kind], where)
     if value is None:
         return None
     fields: dict[str, Any] = {"name": channel, kind: value}
@@ -531,18 +311,24 @@ def _input(
     elif kind == "task":
         refs.append(_Ref(where, value))
     elif kind == "path" and root is not None and not (root / value).exists():
-        issues.add(_ON_DISK, where, f"{value!r} not found; create it or fix the path")
+        issues.add(schema.ON_DISK, where, f"{value!r} not found; create it or fix the path")
     if "output" in spec and kind != "task":
         issues.invalid((*path, "output"), "only a task input has an output; remove it")
     elif "output" in spec:
-        fields["output"] = _choice(issues, spec["output"], (*path, "output"), allowed=TASK_OUTPUTS)
+        fields["output"] = schema.check_choice(
+            issues, spec["output"], (*path, "output"), allowed=TASK_OUTPUTS
+        )
     if "distribution" in spec:
         where = (*path, "distribution")
-        fields["distribution"] = _choice(issues, spec["distribution"], where, allowed=DISTRIBUTIONS)
+        fields["distribution"] = schema.check_choice(
+            issues, spec["distribution"], where, allowed=DISTRIBUTIONS
+        )
     return Input(**{key: value for key, value in fields.items() if value is not None})
 
 
-def _check_limits(issues: _Issues, fields: Mapping[str, Any], paths: Mapping[str, KeyPath]) -> None:
+def _check_limits(
+    issues: schema.Issues, fields: Mapping[str, Any], paths: Mapping[str, KeyPath]
+) -> None:
     max_wait, max_run = fields.get("max_wait_mins", 0), fields.get("max_run_mins", 1440)
     if fields.get("spot", True) and 0 < max_wait < max_run:
         hint = "or 0 to wait as long as max_run_mins"
@@ -559,12 +345,12 @@ def _check_limits(issues: _Issues, fields: Mapping[str, Any], paths: Mapping[str
 
 
 def _check_files(
-    issues: _Issues, root: Path, fields: dict[str, Any], paths: Mapping[str, KeyPath]
+    issues: schema.Issues, root: Path, fields: dict[str, Any], paths: Mapping[str, KeyPath]
 ) -> None:
     """Check that the files a task names exist; infer requirements from source_dir."""
 
     def missing(key: str, what: str) -> None:
-        issues.add(_ON_DISK, paths[key], f"{what} not found; create it or fix the path")
+        issues.add(schema.ON_DISK, paths[key], f"{what} not found; create it or fix the path")
 
     source_dir: str | None = fields.get("source_dir")
     if source_dir is not None and not (root / source_dir).is_dir():
@@ -587,19 +373,19 @@ def _check_files(
         missing("dockerfile", f"directory {dockerfile!r}")
     elif dockerfile is not None and not (root / dockerfile / "Dockerfile").is_file():
         hint = "add one (FROM __BASE_IMAGE__) or fix the path"
-        issues.add(_ON_DISK, paths["dockerfile"], f"no Dockerfile in {dockerfile!r}; {hint}")
+        issues.add(schema.ON_DISK, paths["dockerfile"], f"no Dockerfile in {dockerfile!r}; {hint}")
 
 
 # The project
 
 
-def _project_settings(issues: _Issues, value: Any, root: Path) -> dict[str, Any]:
+def _project_settings(issues: schema.Issues, value: Any, root: Path) -> dict[str, Any]:
     path: KeyPath = ("project",)
-    table = _table(issues, value, path) or {}
+    table = schema.check_table(issues, value, path) or {}
     issues.unknown_keys(table, PROJECT_KEYS, path)
     settings: dict[str, Any] = {}
     if "name" in table:
-        name = _string(issues, table["name"], (*path, "name"))
+        name = schema.check_string(issues, table["name"], (*path, "name"))
         origin = "project name"
     else:
         name = root.resolve().name
@@ -614,18 +400,21 @@ def _project_settings(issues: _Issues, value: Any, root: Path) -> dict[str, Any]
     settings["name"] = name
     backend = "local"
     if "backend" in table:
-        backend = _choice(issues, table["backend"], (*path, "backend"), allowed=BACKEND_NAMES) or ""
+        backend = (
+            schema.check_choice(issues, table["backend"], (*path, "backend"), allowed=BACKEND_NAMES)
+            or ""
+        )
     settings["backend"] = backend
     # "" on sagemaker: the account's default bucket, resolved by the backend.
     store = "" if backend == "sagemaker" else ".ssmake"
     if "store" in table:
-        store = _string(issues, table["store"], (*path, "store"), empty=True) or store
+        store = schema.check_string(issues, table["store"], (*path, "store"), empty=True) or store
         _check_store(issues, store, backend, (*path, "store"))
     settings["store"] = store
     if "region" in table:
-        settings["region"] = _string(issues, table["region"], (*path, "region"))
+        settings["region"] = schema.check_string(issues, table["region"], (*path, "region"))
     if "default" in table:
-        default = _strings(issues, table["default"], (*path, "default"))
+        default = schema.check_strings(issues, table["default"], (*path, "default"))
         if default == ():
             issues.invalid((*path, "default"), "an empty list builds nothing; remove the key")
         settings["default"] = default or ()
@@ -634,7 +423,7 @@ def _project_settings(issues: _Issues, value: Any, root: Path) -> dict[str, Any]
     return settings
 
 
-def _check_store(issues: _Issues, store: str, backend: str, path: KeyPath) -> None:
+def _check_store(issues: schema.Issues, store: str, backend: str, path: KeyPath) -> None:
     if store.startswith("s3:") or "://" in store:
         if not _S3_URI.fullmatch(store):
             issues.invalid(path, f"{store!r} is not an S3 URI; write s3://BUCKET[/PREFIX]")
@@ -643,15 +432,15 @@ def _check_store(issues: _Issues, store: str, backend: str, path: KeyPath) -> No
         issues.invalid(path, f"the sagemaker backend needs an S3 store; {hint}")
 
 
-def _check_references(issues: _Issues, refs: Iterable[list[_Ref]], names: list[str]) -> None:
+def _check_references(issues: schema.Issues, refs: Iterable[list[_Ref]], names: list[str]) -> None:
     for task_refs in refs:
         for ref in task_refs:
             if ref.task not in names:
-                hint = _did_you_mean(ref.task, names, "tasks are")
-                issues.add(_REFERENCE, ref.path, f"unknown task {ref.task!r}; {hint}")
+                hint = schema.did_you_mean(ref.task, names, "tasks are")
+                issues.add(schema.REFERENCE, ref.path, f"unknown task {ref.task!r}; {hint}")
 
 
-def _check_cycles(issues: _Issues, refs: Mapping[str, list[_Ref]], names: list[str]) -> None:
+def _check_cycles(issues: schema.Issues, refs: Mapping[str, list[_Ref]], names: list[str]) -> None:
     """Report each dependency cycle once, starting from its task that comes first in the file."""
     needs: dict[str, dict[str, KeyPath]] = {name: {} for name in names}
     for name, task_refs in refs.items():
@@ -671,5 +460,5 @@ def _check_cycles(issues: _Issues, refs: Mapping[str, list[_Ref]], names: list[s
             first, last = cycle[0], cycle[-1]
             shown = " -> ".join([*cycle, first])
             hint = "each task needs the one before it; remove one of these dependencies"
-            issues.add(_REFERENCE, needs[first][last], f"cycle: {shown} ({hint})")
+            issues.add(schema.REFERENCE, needs[first][last], f"cycle: {shown} ({hint})")
             del needs[first][last]
