@@ -423,11 +423,13 @@ def cmd_clean(args: argparse.Namespace) -> int:
     store = session.store
     proj = session.project.name
     for name in names:
-        removed = store.delete_prefix(f"{proj}/{name}/runs/")
+        store.delete_prefix(f"{proj}/{name}/runs/")
         store.delete(layout.marker_key(proj, name))
-        what = "marker and run records"
+        # The synced inputs and their sync manifests: the next run uploads afresh.
+        store.delete_prefix(layout.input_prefix(proj, name))
+        what = "marker, run records and synced inputs"
         if args.state:
-            removed += store.delete_prefix(layout.state_prefix(proj, name))
+            store.delete_prefix(layout.state_prefix(proj, name))
             what += " and state"
         print(f"{name}: removed {what}", file=sys.stderr)
     return EXIT_OK

@@ -334,6 +334,20 @@ def test_clean_forgets_results(inc: ProjectDir) -> None:
     assert launched(inc.run()) == ["c"]
 
 
+def test_clean_removes_synced_inputs_and_with_state_the_state(inc: ProjectDir) -> None:
+    assert inc.store("inc", "a", "input", "data", "d1.txt").is_file()
+    inc.store("inc", "a", "state").mkdir(exist_ok=True)
+    (inc.store("inc", "a", "state") / "ckpt").write_text("x")
+
+    result = inc.run("clean", "a", "--state")
+
+    assert result.code == 0
+    assert "a: removed marker, run records and synced inputs and state" in result.err
+    assert not inc.store("inc", "a", "input").exists()
+    assert not inc.store("inc", "a", "state").exists()
+    assert launched(inc.run()) == ["a", "b"]
+
+
 def test_editing_the_ssmfile_elsewhere_does_not_rerun(inc: ProjectDir) -> None:
     path = inc.root / "Ssmfile.toml"
     path.write_text("# a comment\n" + path.read_text())
