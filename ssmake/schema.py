@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import PurePosixPath
 from typing import Any
 
 from ssmake.errors import ConfigError
@@ -16,6 +17,7 @@ from ssmake.model import COMPLETIONS, DOWNLOAD_KINDS, FRAMEWORKS
 from ssmake.tomlpos import KeyPath, Locator, format_key
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 
 # How an issue ranks in the report, most important first.
@@ -172,11 +174,24 @@ def check_download(issues: Issues, value: Any, path: KeyPath) -> tuple[str, ...]
     return None if bad else tuple(dict.fromkeys(kinds))
 
 
+def check_output_path(issues: Issues, value: Any, path: KeyPath) -> str | None:
+    text = check_string(issues, value, path)
+    if text is not None and PurePosixPath(text).as_posix() in ("/", ".", ".."):
+        issues.invalid(path, f"{text!r} would replace the project itself: name a subdirectory")
+        return None
+    return text
+
+
 def check_hyperparameters(issues: Issues, value: Any, path: KeyPath) -> dict[str, object] | None:
     table = check_table(issues, value, path)
     if table is None:
         return None
     for key, item in table.items():
+        if not _HP_NAME.fullmatch(key):
+            issues.invalid(
+                (*path, key),
+                "a hyperparameter name is passed as --NAME: use letters, digits, '_', '-', '.'",
+            )
         if not isinstance(item, str | int | float):
             got = kind_of(item)
             issues.invalid((*path, key), f"expected a string, number or boolean, got {got}")
@@ -234,7 +249,7 @@ CHECKS: dict[str, Check] = {
     "python_version": check_string,
     "enable_metrics": check_boolean,
     "download": check_download,
-    "output_path": check_string,
+    "output_path": check_output_path,
     "completion": partial(check_choice, allowed=COMPLETIONS),
     "after": check_strings,
     "local_docker": check_boolean,

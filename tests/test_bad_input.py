@@ -927,3 +927,20 @@ def test_a_hostile_code_tarball_in_the_store_is_refused_by_the_job(
     assert result.code == 1, result.err
     assert "refusing to extract" in result.err and "Traceback" not in result.err
     assert not (tmp_path / "escaped").exists()
+
+
+def test_hyperparameter_names_and_output_path_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "w.py").write_text("pass\n")
+    (tmp_path / "Ssmfile.toml").write_text(
+        '[tasks.t]\nentry_point = "w.py"\nhyperparameters = { "my lr" = 1 }\n'
+        'output_path = "/"\ndownload = ["model"]\n'
+    )
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        code = ssmake_main(["run", "-n", "-C", str(tmp_path)])
+
+    assert code == 2
+    assert 'tasks.t.hyperparameters."my lr": a hyperparameter name is passed as --NAME' in (
+        err.getvalue()
+    )
+    assert "tasks.t.output_path: '/' would replace the project itself" in err.getvalue()
