@@ -21,9 +21,10 @@ from ssmake.events import (
     TaskUpToDate,
 )
 from ssmake.graph import select
+from ssmake.inflight import Retry
 from ssmake.model import Project
 from ssmake.planner import Marker, Planner
-from ssmake.runner import TaskRunner, _Retry
+from ssmake.runner import TaskRunner
 
 
 @dataclass
@@ -161,7 +162,7 @@ class Engine:
                 job = str(new_marker["job"])
                 self.report(TaskDone(name, job, duration))
                 return Outcome(name, "done", fp.value, job, duration, plan.reasons)
-            except _Retry:
+            except Retry:
                 forced = False
                 continue
             except KeyboardInterrupt:

@@ -383,8 +383,3 @@ class TaskRunner:
                 f.close()
             shutil.rmtree(logs_dir, ignore_errors=True)
         return result
-
-
-# A run raises this when another process ran the task meanwhile; the engine
-# (which knows it by this name) plans the task again.
-_Retry = Retry
