@@ -124,8 +124,13 @@ class IgnoreMatcher:
         # Paths (relative, posix) that never count, such as download destinations.
         self.exclude = exclude
         self._sets: dict[str, RuleSet | None] = {}
+        self._in_force: dict[str, list[RuleSet]] = {}
 
     def _sets_for(self, rel_dir: str) -> list[RuleSet]:
+        """The rule sets in force in a directory: its own and its ancestors'."""
+        cached = self._in_force.get(rel_dir)
+        if cached is not None:
+            return cached
         parts = rel_dir.split("/") if rel_dir else []
         sets: list[RuleSet] = []
         for n in range(len(parts) + 1):
@@ -135,6 +140,7 @@ class IgnoreMatcher:
             rs = self._sets[base]
             if rs is not None:
                 sets.append(rs)
+        self._in_force[rel_dir] = sets
         return sets
 
     def is_ignored(self, rel: str, is_dir: bool) -> bool:
