@@ -7,7 +7,6 @@ import time
 from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ssmake.backends import Backend
 from ssmake.errors import SsmakeError
@@ -173,7 +172,3 @@ class Engine:
 
 
 _UNUSABLE = ("failed", "blocked", "skipped", "interrupted")
-
-
-def default_work_dir(project: Project) -> Path:
-    return project.root / ".ssmake" / "cache"

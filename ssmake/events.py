@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,6 @@ class TaskFailedEvent:
     task: str
     job: str | None
     message: str
-    log_tail: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)

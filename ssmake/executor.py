@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ssmake.archive import extract, pack_dirs
 from ssmake.downloads import local_path
@@ -548,11 +548,3 @@ _RECOVERY_KEYS = (
 def describe_local_failure(result: JobResult) -> str:
     tail = "\n".join(f"  | {line}" for line in result.log_tail)
     return f"{result.failure_reason}\n{tail}" if tail else result.failure_reason
-
-
-def spec_summary(spec: JobSpec) -> dict[str, Any]:
-    return {
-        "job": spec["TrainingJobName"],
-        "instances": spec["ResourceConfig"]["InstanceCount"],
-        "channels": [c["ChannelName"] for c in spec.get("InputDataConfig", [])],
-    }

@@ -169,16 +169,20 @@ class TaskRunner:
         return out
 
     def _progress(self, task: str, channel: str, files: Mapping[str, Path]) -> ProgressFn:
-        total = sum(p.stat().st_size for p in files.values())
+        # The total is summed on the first upload only: a sync that uploads
+        # nothing (the usual case) stats no file twice.
+        total: int | None = None
         done = 0
         lock = threading.Lock()
 
         def on_progress(n: int) -> None:
-            nonlocal done
+            nonlocal done, total
             with lock:
+                if total is None:
+                    total = sum(p.stat().st_size for p in files.values())
                 done += n
-                now = done
-            self.report(SyncProgress(task, channel, now, total))
+                now, of = done, total
+            self.report(SyncProgress(task, channel, now, of))
 
         return on_progress
 
@@ -373,7 +377,7 @@ class TaskRunner:
                 interrupt,
             )
             for f in files.values():
-                f.close()
+                f.close()  # before uploading; closing again below is harmless
             prefix = layout.logs_prefix(self.project.name, task.name, job)
             if result.status != "Detached" and not any(True for _ in self.store.list(prefix)):
                 for path in sorted(logs_dir.glob("*.log")):

@@ -98,8 +98,8 @@ def open_session(project: Project, *, backend: str | None = None) -> Session:
         from ssmake.backends.sagemaker import ensure_bucket
 
         ensure_bucket(store_address[5:].split("/", 1)[0], project.region)
-    store = open_store(store_address, root=project.root, region=project.region)
     work_dir = project.root / ".ssmake" / "cache"
+    store = open_store(store_address, root=project.root, region=project.region, cache_dir=work_dir)
     hashes = HashCache(work_dir / "hashes.json")
     has_s3 = any(i.s3 for t in project.tasks.values() for i in t.inputs)
     lister = _s3_lister(project.region) if has_s3 else None

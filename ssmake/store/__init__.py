@@ -90,15 +90,17 @@ class Store(Protocol):
         ...
 
 
-def open_store(address: str, *, root: Path, region: str | None = None) -> Store:
-    """The store at `address`: `s3://bucket[/prefix]`, else a directory relative to `root`."""
+def open_store(
+    address: str, *, root: Path, region: str | None = None, cache_dir: Path | None = None
+) -> Store:
+    """The store at `address`: `s3://bucket[/prefix]`, else a directory relative to `root`.
+    `cache_dir` keeps the ETags of local files, as content hashes are kept, so that a
+    sync reads no unchanged file."""
     if address.startswith("s3://"):
         from ssmake.store.s3 import S3Store
 
-        # ETags of local files, cached like content hashes: a sync reads nothing unchanged.
-        return S3Store.from_url(
-            address, region=region, etag_cache=root / ".ssmake" / "cache" / "etags.json"
-        )
+        etags = cache_dir / "etags.json" if cache_dir is not None else None
+        return S3Store.from_url(address, region=region, etag_cache=etags)
     from ssmake.store.local import LocalStore
 
     path = Path(address.removeprefix("file://"))
