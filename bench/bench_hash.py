@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ssmake.hashcache import HashCache
+from ssmake.plan.hashcache import HashCache
 
 
 def main() -> None:

@@ -25,11 +25,13 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from ssmake import images
+from ssmake.build.session import open_session
 from ssmake.cli import main as ssmake
-from ssmake.config import load_project
-from ssmake.recording_builder import RecordingBuilder
-from ssmake.session import open_session
+from ssmake.images import resolve as images
+from ssmake.project.load import load_project
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from recording_builder import RecordingBuilder
 
 SSMFILE = """
 [project]

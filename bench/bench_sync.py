@@ -37,7 +37,7 @@ def child_sync(args: argparse.Namespace) -> None:
     """One ssmake sync, in this (fresh) process; prints its stats as JSON."""
     started = time.perf_counter()
     sys.path.insert(0, str(REPO))
-    from ssmake.store.s3 import S3Store
+    from ssmake.stores.s3 import S3Store
 
     root = Path(args.child)
     files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}

@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ssmake.build.watch import PlainWatchView, Watcher  # noqa: E402
 from ssmake.events import Event, JobLaunched  # noqa: E402
-from ssmake.watch import PlainWatchView, Watcher  # noqa: E402
 
 SSMFILE = """
 [project]

@@ -23,16 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssmake import layout
-from ssmake.engine import Outcome
+from ssmake.build.engine import Outcome
 from ssmake.errors import ConfigError, SsmakeError, TaskFailed
 from ssmake.events import Reporter
-from ssmake.model import BACKEND_NAMES, Task
-from ssmake.model import Project as ProjectModel
-from ssmake.planner import TaskPlan
+from ssmake.plan import layout
+from ssmake.plan.planner import TaskPlan
+from ssmake.project.model import BACKEND_NAMES, Task
+from ssmake.project.model import Project as ProjectModel
 
 if TYPE_CHECKING:
-    from ssmake.session import Session
+    from ssmake.build.session import Session
 
 __all__ = ["BACKEND_ENV", "BuildFailed", "Outcome", "Project", "TaskPlan", "default_backend"]
 
@@ -91,7 +91,7 @@ class Project:
         reporter: Reporter | None = None,
         verbosity: int = 0,
     ) -> None:
-        from ssmake.config import load_project
+        from ssmake.project.load import load_project
 
         root = Path(path).resolve()
         file = None if ssmfile is None else Path(ssmfile).resolve()
@@ -136,7 +136,7 @@ class Project:
         A task that one of `tasks` consumes (`Input(task=...)`) but that is not
         among them is a task of the same project that ran before (another `ssm`
         run): its completion marker in the store stands for it, and it is never
-        run from here. Build tasks with `ssmake.config.build_task` to have them
+        run from here. Build tasks with `ssmake.project.load.build_task` to have them
         validated as an Ssmfile's are.
         """
         if not _PROJECT_NAME.fullmatch(project_name) or project_name == "cache":
@@ -227,7 +227,7 @@ class Project:
         in the store, and `KeyboardInterrupt` when the build was interrupted
         (no marker is written for an unfinished task).
         """
-        from ssmake.graph import select
+        from ssmake.project.graph import select
 
         names = list(targets)
         with self._session() as session:
@@ -282,8 +282,8 @@ class Project:
         instance). Returns the directories written. Raises SsmakeError when the
         task has no result yet.
         """
-        from ssmake.downloads import download_results
-        from ssmake.model import DOWNLOAD_KINDS
+        from ssmake.build.downloads import download_results
+        from ssmake.project.model import DOWNLOAD_KINDS
 
         bad = [kind for kind in kinds if kind not in DOWNLOAD_KINDS]
         if bad:
@@ -314,7 +314,7 @@ class Project:
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        from ssmake.session import open_session
+        from ssmake.build.session import open_session
 
         session = open_session(self._model, backend=self._backend)
         try:
@@ -327,7 +327,7 @@ class Project:
         if self._reporter is not None:
             yield self._reporter
             return
-        from ssmake.report import make_reporter
+        from ssmake.ui.report import make_reporter
 
         reporter = make_reporter(verbosity=self._verbosity)
         try:
@@ -340,14 +340,14 @@ class Project:
     def _forced(self, targets: list[str], force: bool) -> list[str]:
         if not force:
             return []
-        from ssmake.graph import select
+        from ssmake.project.graph import select
 
         return targets or select(self._model, targets)
 
     def _known(self, session: Session, task: str) -> None:
         # A project defined in Python may read the results of any task of its store.
         if task not in session.project.tasks and not self._in_memory:
-            from ssmake.graph import select
+            from ssmake.project.graph import select
 
             select(session.project, [task])  # raises the "unknown task" error
 

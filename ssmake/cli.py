@@ -17,13 +17,13 @@ from ssmake.errors import (
     EXIT_OK,
     SsmakeError,
 )
-from ssmake.model import COMMANDS
+from ssmake.project.model import COMMANDS
 
 __all__ = ["COMMANDS", "main"]
 
 if TYPE_CHECKING:
-    from ssmake.model import Project
-    from ssmake.session import Session
+    from ssmake.build.session import Session
+    from ssmake.project.model import Project
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +162,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _load(args: argparse.Namespace) -> Project:
-    from ssmake.config import load_project
+    from ssmake.project.load import load_project
 
     root = Path(args.directory).resolve()
     ssmfile = Path(args.ssmfile) if args.ssmfile else None
@@ -172,7 +172,7 @@ def _load(args: argparse.Namespace) -> Project:
 
 
 def _session(args: argparse.Namespace) -> Session:
-    from ssmake.session import open_session
+    from ssmake.build.session import open_session
 
     return open_session(_load(args), backend=getattr(args, "backend", None))
 
@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.dry_run or args.check:
             return _plan(session, args)
-        from ssmake.report import make_reporter
+        from ssmake.ui.report import make_reporter
 
         reporter = make_reporter(verbosity=_verbosity(args))
         force = (args.targets or _all_selected(session, args)) if args.force else []
@@ -232,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _all_selected(session: Session, args: argparse.Namespace) -> list[str]:
-    from ssmake.graph import select
+    from ssmake.project.graph import select
 
     return select(session.project, args.targets)
 
@@ -280,7 +280,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ssmake.graph import select
+    from ssmake.project.graph import select
 
     session = _session(args)
     try:
@@ -299,7 +299,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from ssmake.graph import order
+    from ssmake.project.graph import order
 
     project = _load(args)
     names = order(project)
@@ -325,8 +325,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from ssmake import layout
-    from ssmake.graph import select
+    from ssmake.plan import layout
+    from ssmake.project.graph import select
 
     session = _session(args)
     select(session.project, [args.task])
@@ -370,7 +370,7 @@ def _follow(session: Session, task: str, job: str) -> int:
         )
         print(f"ssmake: {task}: job {job} {result.status.lower()}", file=sys.stderr)
         return EXIT_OK
-    from ssmake.inflight import holder_alive
+    from ssmake.build.inflight import holder_alive
 
     logs = session.work_dir / "runs" / job / "logs"
     offsets: dict[Path, int] = {}
@@ -392,8 +392,8 @@ def _follow(session: Session, task: str, job: str) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from ssmake.downloads import download_results
-    from ssmake.graph import select
+    from ssmake.build.downloads import download_results
+    from ssmake.project.graph import select
 
     session = _session(args)
     select(session.project, [args.task])
@@ -413,8 +413,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from ssmake import layout
-    from ssmake.graph import select
+    from ssmake.plan import layout
+    from ssmake.project.graph import select
 
     session = _session(args)
     names = select(session.project, args.tasks) if args.tasks else list(session.project.tasks)
@@ -436,7 +436,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from ssmake.scaffold import write_example
+    from ssmake.commands.init import write_example
 
     for path in write_example(Path(args.directory)):
         print(f"created {path}", file=sys.stderr)
@@ -444,7 +444,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from ssmake.graph import select
+    from ssmake.project.graph import select
 
     session = _session(args)
     select(session.project, [args.task])
@@ -457,7 +457,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from ssmake.watch import watch
+    from ssmake.build.watch import watch
 
     return watch(args)
 

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from ssmake import aws as ssmake_aws
-from ssmake.executor import JobResult, LocalExecutor
-from ssmake.jobspec import JobSpec
-from ssmake.store.s3 import S3Store
+from ssmake.backends.local.executor import JobResult, LocalExecutor
+from ssmake.plan.jobspec import JobSpec
+from ssmake.stores.s3 import S3Store
 
 __all__ = ["AwsEnv", "SageMakerEmulator", "aws", "moto_server", "sagemaker_emulator"]
 

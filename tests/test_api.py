@@ -14,9 +14,9 @@ from conftest import ProjectDir
 import ssmake
 from ssmake.api import BuildFailed, Project
 from ssmake.compat import SageMakerProject
-from ssmake.config import build_task
 from ssmake.errors import ConfigError, SsmakeError
 from ssmake.events import Event, TaskDone, ignore_events
+from ssmake.project.load import build_task
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_projects"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ssmake.archive import extract, extract_into, pack_code, pack_dirs, sha256_file
 from ssmake.errors import ArchiveError
+from ssmake.stores.archive import extract, extract_into, pack_code, pack_dirs, sha256_file
 
 
 def write(path: Path, text: str, *, mode: int = 0o644) -> Path:

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ssmake.cli import main as ssmake_main
-from ssmake.config import IMAGE_KEYS, INPUT_KEYS, PROJECT_KEYS, TASK_KEYS, load_project
+from ssmake.compat.cli import main as ssm_main
 from ssmake.errors import ConfigError
-from ssmake.ssm_cli import main as ssm_main
+from ssmake.project.load import IMAGE_KEYS, INPUT_KEYS, PROJECT_KEYS, TASK_KEYS, load_project
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssmake.config import SUBCOMMANDS, TASK_KEYS, build_task, load_project
 from ssmake.errors import ConfigError
-from ssmake.model import Image, Input, Task
-from ssmake.tomlpos import Locator, format_key
+from ssmake.project.load import SUBCOMMANDS, TASK_KEYS, build_task, load_project
+from ssmake.project.model import Image, Input, Task
+from ssmake.project.tomlpos import Locator, format_key
 
 DESIGN_EXAMPLE = """\
 [project]

@@ -60,7 +60,7 @@ class Example:
         """Run run.sh with `ssm` being this checkout's; by default it must launch no job."""
         shim = self.tmp_path / "bin" / "ssm"
         shim.parent.mkdir(exist_ok=True)
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ssmake.ssm_cli "$@"\n')
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ssmake.compat.cli "$@"\n')
         shim.chmod(0o755)
         env = dict(os.environ)
         env.update(

@@ -14,19 +14,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from recording_builder import RecordingBuilder
 
-from ssmake import images
-from ssmake.containers import container_command, mounts
+from ssmake.backends.local.containers import container_command, mounts
 from ssmake.errors import ConfigError, ImageError
 from ssmake.events import LogLine
-from ssmake.fingerprint import Fingerprinter
-from ssmake.frameworks import MISSING_EXTRA, FrameworkImages, FrameworkVersions, SageMakerCatalog
-from ssmake.hashcache import HashCache
-from ssmake.image_context import DockerIgnore, content_tag, context_files, render_dockerfile
-from ssmake.images import ImageService, default_repository, local_label, split_ref
-from ssmake.model import Image, Project, Task
-from ssmake.recording_builder import RecordingBuilder
-from ssmake.registries import DockerRegistry, EcrRegistry, split_repository
+from ssmake.images import resolve as images
+from ssmake.images.frameworks import (
+    MISSING_EXTRA,
+    FrameworkImages,
+    FrameworkVersions,
+    SageMakerCatalog,
+)
+from ssmake.images.registries import DockerRegistry, EcrRegistry, split_repository
+from ssmake.images.resolve import ImageService, default_repository, local_label, split_ref
+from ssmake.plan.docker_context import DockerIgnore, content_tag, context_files, render_dockerfile
+from ssmake.plan.fingerprint import Fingerprinter
+from ssmake.plan.hashcache import HashCache
+from ssmake.project.model import Image, Project, Task
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv, SageMakerEmulator

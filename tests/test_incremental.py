@@ -308,8 +308,8 @@ def test_corrupt_hash_cache_is_rebuilt_not_trusted(inc: ProjectDir) -> None:
 
 
 def test_a_no_op_plan_reads_no_file_contents(inc: ProjectDir) -> None:
-    from ssmake.config import load_project
-    from ssmake.session import open_session
+    from ssmake.build.session import open_session
+    from ssmake.project.load import load_project
 
     age_files(inc)
     inc.run("--check")

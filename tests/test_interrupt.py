@@ -11,12 +11,12 @@ from pathlib import Path
 
 from conftest import ProjectDir
 
-from ssmake.archive import pack_code
-from ssmake.executor import LocalExecutor
-from ssmake.jobspec import build_job_spec
-from ssmake.model import Task
-from ssmake.runner import worker_toolkit_files
-from ssmake.store.local import LocalStore
+from ssmake.backends.local.executor import LocalExecutor
+from ssmake.build.runner import worker_toolkit_files
+from ssmake.plan.jobspec import build_job_spec
+from ssmake.project.model import Task
+from ssmake.stores.archive import pack_code
+from ssmake.stores.local import LocalStore
 
 SLOW = """
 import os, time

@@ -26,13 +26,13 @@ import pytest
 from conftest import ProjectDir
 
 import ssmake
-from ssmake.config import load_project
-from ssmake.engine import Engine, Outcome
+from ssmake.build.engine import Engine, Outcome
+from ssmake.build.runner import TaskRunner
+from ssmake.build.session import open_session
 from ssmake.events import Event, Notice, ignore_events
-from ssmake.planner import Planner
-from ssmake.runner import TaskRunner
-from ssmake.session import open_session
-from ssmake.store.local import LocalStore
+from ssmake.plan.planner import Planner
+from ssmake.project.load import load_project
+from ssmake.stores.local import LocalStore
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv, SageMakerEmulator
@@ -692,7 +692,7 @@ class Build:
     """One ssmake build on the SageMaker backend (polling fast), on its own thread."""
 
     def __init__(self, project: ProjectDir) -> None:
-        from ssmake.backends.sagemaker import SageMakerBackend
+        from ssmake.backends.sagemaker.jobs import SageMakerBackend
 
         session = open_session(load_project(project.root))
         backend = session.backend(poll_seconds=0.05)

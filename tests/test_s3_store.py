@@ -13,8 +13,8 @@ import pytest
 
 from ssmake import aws as ssmake_aws
 from ssmake.errors import EXIT_USAGE, KeyNotFound, StoreError
-from ssmake.store import open_store, store_for_uri
-from ssmake.store.s3 import MIB, S3Store, TransferSizes, s3_etag
+from ssmake.stores import open_store, store_for_uri
+from ssmake.stores.s3 import MIB, S3Store, TransferSizes, s3_etag
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv
@@ -285,5 +285,5 @@ def test_client_errors_are_explained(code: str, operation: str, expected: str) -
 
 
 def test_cli_does_not_import_boto3() -> None:
-    code = "import sys, ssmake.cli, ssmake.store.s3; sys.exit('boto3' in sys.modules)"
+    code = "import sys, ssmake.cli, ssmake.stores.s3; sys.exit('boto3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ssmake import layout
-from ssmake.archive import pack_code
-from ssmake.backends.sagemaker import ROLE_NAME, SageMakerBackend, default_bucket_url
+from ssmake.backends.sagemaker.jobs import ROLE_NAME, SageMakerBackend, default_bucket_url
 from ssmake.errors import BackendError, ConfigError
-from ssmake.jobspec import Channel, build_job_spec
-from ssmake.model import Task
-from ssmake.store.local import LocalStore
-from ssmake.store.s3 import S3Store
+from ssmake.plan import layout
+from ssmake.plan.jobspec import Channel, build_job_spec
+from ssmake.project.model import Task
+from ssmake.stores.archive import pack_code
+from ssmake.stores.local import LocalStore
+from ssmake.stores.s3 import S3Store
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv, SageMakerEmulator

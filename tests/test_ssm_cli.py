@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from conftest import ProjectDir, Result
 
-from ssmake.model import Image, Input
-from ssmake.ssm_cli import UsageError, build_parser, main, task_from_args
+from ssmake.compat.cli import UsageError, build_parser, main, task_from_args
+from ssmake.project.model import Image, Input
 
 BASE = ["-p", "proj", "-t", "task1", "-e", "worker.py"]
 

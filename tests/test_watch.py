@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import ProjectDir
 
-from ssmake.watch import PlainWatchView, Watcher
+from ssmake.build.watch import PlainWatchView, Watcher
 
 REPO = Path(__file__).resolve().parent.parent
 BOUND = 10.0

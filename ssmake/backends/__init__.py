@@ -6,10 +6,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ssmake.jobspec import JobSpec
+from ssmake.plan.jobspec import JobSpec
 
 if TYPE_CHECKING:
-    from ssmake.executor import JobResult
+    from ssmake.backends.local.executor import JobResult
 
 LogFn = Callable[[str, str], None]
 StatusFn = Callable[[str], None]
@@ -46,14 +46,14 @@ BackendFactory = Callable[..., Backend]
 
 
 def _local(**kwargs: Any) -> Backend:
-    from ssmake.backends.local import LocalBackend
+    from ssmake.backends.local.backend import LocalBackend
 
     backend: Backend = LocalBackend(**kwargs)
     return backend
 
 
 def _sagemaker(**kwargs: Any) -> Backend:
-    from ssmake.backends.sagemaker import SageMakerBackend
+    from ssmake.backends.sagemaker.jobs import SageMakerBackend
 
     backend: Backend = SageMakerBackend(**kwargs)
     return backend

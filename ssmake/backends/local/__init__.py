@@ -1,0 +1,1 @@
+"""The local backend: SageMaker's container contract as processes on this machine."""

@@ -1,0 +1,106 @@
+"""The local backend: each job runs on this machine through the LocalExecutor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+from ssmake.backends import LogFn, StatusFn
+from ssmake.backends.local.executor import (
+    JobResult,
+    LocalExecutor,
+    job_process_groups,
+    recover_abandoned,
+)
+from ssmake.errors import BackendError
+from ssmake.images.resolve import is_local_label
+from ssmake.plan.jobspec import JobSpec
+
+
+class LocalBackend:
+    """Runs jobs as processes; an interrupted job is stopped, never left behind."""
+
+    name = "local"
+    detaches = False
+
+    def __init__(self, *, work_dir: Path, grace_seconds: float | None = None) -> None:
+        self.work_dir = work_dir
+        self.grace_seconds = grace_seconds
+        self._jobs: dict[str, LocalExecutor] = {}
+        self._logs: dict[str, LogFn] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._results: dict[str, JobResult] = {}
+        self._errors: dict[str, BaseException] = {}
+
+    def role_arn(self) -> str:
+        return "arn:aws:iam::000000000000:role/ssmake-local"
+
+    def launch(self, spec: JobSpec) -> None:
+        name = str(spec["TrainingJobName"])
+        if name in self._jobs:
+            raise BackendError(f"job {name} was already launched")
+
+        def on_log(host: str, line: str) -> None:
+            forward = self._logs.get(name)
+            if forward is not None:
+                forward(host, line)
+
+        image = str(spec["AlgorithmSpecification"]["TrainingImage"])
+        executor = LocalExecutor(
+            spec,
+            self.work_dir / "runs" / name,
+            venv_cache=self.work_dir / "venvs",
+            on_log=on_log,
+            grace_seconds=self.grace_seconds,
+            # A `local/…` label means the local interpreter; anything else is an image
+            # to run in (the image service gives one only with local_docker = true).
+            docker_image=None if is_local_label(image) else image,
+        )
+        self._jobs[name] = executor
+
+        def run() -> None:
+            try:
+                self._results[name] = executor.run()
+            except BaseException as e:  # re-raised in wait(), on the caller's thread
+                self._errors[name] = e
+
+        thread = threading.Thread(target=run, name=f"job-{name}", daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    def wait(
+        self, job: str, on_log: LogFn, on_status: StatusFn, interrupt: threading.Event
+    ) -> JobResult:
+        self._logs[job] = on_log
+        thread = self._threads[job]
+        on_status("running")
+        while thread.is_alive():
+            if interrupt.is_set():
+                self._jobs[job].stop("interrupted")
+            thread.join(timeout=0.1)
+        if job in self._errors:
+            raise self._errors.pop(job)
+        return self._results.pop(job)
+
+    def stop(self, job: str) -> None:
+        executor = self._jobs.get(job)
+        if executor is not None:
+            executor.stop()
+            return
+        # Launched by another ssmake process (`ssmake cancel`): SIGTERM its instances;
+        # their ssmake sees them end, stops the rest and writes no marker.
+        for pgid in job_process_groups(self.work_dir / "runs" / job, job):
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def find(self, project: str, task: str, fingerprint: str) -> str | None:
+        return None
+
+    def recover(self, job: str) -> str:
+        """Clean up after `job`, launched by an ssmake process that died: stop its
+        orphaned instances, keep the state they wrote. Returns what was done."""
+        return recover_abandoned(self.work_dir / "runs" / job, grace_seconds=self.grace_seconds)

@@ -1,0 +1,1 @@
+"""The SageMaker backend: training jobs, their logs, and the IAM role."""

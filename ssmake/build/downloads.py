@@ -1,0 +1,106 @@
+"""Bringing a task's results back next to the project: model, output, state, logs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from ssmake.plan import layout
+from ssmake.stores.archive import extract
+from ssmake.errors import StoreError
+from ssmake.stores import Store
+
+STAMP = ".ssmake-job"
+_LOG_NAME = re.compile(r"algo-([1-9][0-9]*)\.log")
+
+
+def download_results(
+    store: Store,
+    project: str,
+    task: str,
+    marker: dict[str, Any],
+    dest: Path,
+    kinds: Collection[str],
+) -> list[Path]:
+    """Extract the marker's outputs into `dest/<kind>/` (logs into `dest/logs/logs<i>`).
+
+    Each part is fetched into a temporary directory and moved into place only when
+    complete, so an interrupted download never looks like a finished one.
+    """
+    written: list[Path] = []
+    dest.mkdir(parents=True, exist_ok=True)
+    job = str(marker.get("job", ""))
+    outputs = marker.get("outputs") or {}
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp_name:
+        tmp = Path(tmp_name)
+        for kind in kinds:
+            target = dest / kind
+            if kind in ("model", "output"):
+                info = outputs.get(kind)
+                if not isinstance(info, dict):
+                    raise StoreError(f"task {task} has no {kind} output in its marker")
+                tarball = tmp / f"{kind}.tar.gz"
+                store.get_file(str(info["key"]), tarball)
+                _unstamp(dest)
+                extract(tarball, target)
+            elif kind == "state":
+                staged = tmp / "state"
+                prefix = layout.state_prefix(project, task)
+                for obj in store.list(prefix):
+                    rel = obj.key[len(prefix) :]
+                    store.get_file(obj.key, local_path(staged, rel, store.uri(obj.key)))
+                staged.mkdir(exist_ok=True)
+                _replace(staged, target)
+            elif kind == "logs":
+                staged = tmp / "logs"
+                staged.mkdir()
+                prefix = layout.logs_prefix(project, task, job)
+                for obj in store.list(prefix):
+                    host = _LOG_NAME.fullmatch(obj.key[len(prefix) :])
+                    if host is not None:  # the log of no instance is not ours to fetch
+                        store.get_file(obj.key, staged / f"logs{int(host[1]) - 1}")
+                _replace(staged, target)
+            written.append(target)
+    (dest / STAMP).write_text(job)
+    return written
+
+
+def local_path(root: Path, rel: str, uri: str) -> Path:
+    """Where the object `uri`, named `rel` below the prefix being fetched, lands in
+    `root`. Keys in a bucket are any text: one that would land outside `root`
+    (absolute, or through `..`) is refused, as the archive rules refuse a member."""
+    if not rel or rel.startswith("/") or ".." in rel.split("/") or "\0" in rel:
+        raise StoreError(
+            f"refusing to download {uri}: its name would put it outside {root}; "
+            "rename or remove that object"
+        )
+    return root / rel
+
+
+def _unstamp(dest: Path) -> None:
+    # Parts are replaced one by one: from the first, no job's download is complete.
+    (dest / STAMP).unlink(missing_ok=True)
+
+
+def _replace(staged: Path, target: Path) -> None:
+    _unstamp(target.parent)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    staged.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def downloaded_job(dest: Path) -> str | None:
+    """The job whose results `dest` holds, if a download finished there."""
+    try:
+        return (dest / STAMP).read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,174 @@
+"""The build: plan, then run stale tasks upstream first, up to -j at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from ssmake.backends import Backend
+from ssmake.errors import SsmakeError
+from ssmake.events import (
+    Reporter,
+    TaskBlocked,
+    TaskDone,
+    TaskFailedEvent,
+    TaskQueued,
+    TaskStarted,
+    TaskUpToDate,
+)
+from ssmake.project.graph import select
+from ssmake.build.inflight import Retry
+from ssmake.project.model import Project
+from ssmake.plan.planner import Marker, Planner
+from ssmake.build.runner import TaskRunner
+
+
+@dataclass
+class Outcome:
+    """How one task ended in a build."""
+
+    task: str
+    status: str  # up-to-date | restored | done | failed | blocked | skipped | interrupted
+    fingerprint: str | None = None
+    job: str | None = None
+    duration: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass
+class BuildResult:
+    outcomes: list[Outcome]
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status in ("failed", "blocked") for o in self.outcomes)
+
+
+class Engine:
+    """Builds targets of a project with a store, a backend and a reporter."""
+
+    def __init__(
+        self,
+        project: Project,
+        planner: Planner,
+        runner: TaskRunner,
+        backend: Backend,
+        reporter: Reporter,
+        *,
+        jobs: int = 1,
+        keep_going: bool = False,
+    ) -> None:
+        self.project = project
+        self.planner = planner
+        self.runner = runner
+        self.backend = backend
+        self.report = reporter
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.interrupt = threading.Event()
+
+    def build(self, targets: Collection[str], force: Collection[str] = ()) -> BuildResult:
+        names = select(self.project, list(targets))
+        markers: dict[str, Marker | None] = {}
+        outcomes: dict[str, Outcome] = {}
+        pending = list(names)
+        running: dict[Future[Outcome], str] = {}
+        stop_launching = False
+        interrupted = False
+        for name in self.project.external:
+            # Run before, elsewhere: its marker in the store is its result.
+            markers[name] = marker = self.planner.read_marker(name)
+            outcomes[name] = (
+                Outcome(name, "up-to-date", marker.get("fingerprint"), marker.get("job"))
+                if marker is not None
+                else Outcome(name, "blocked", message="no completed run in the store")
+            )
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="task") as pool:
+            try:
+                while pending or running:
+                    for name in list(pending):
+                        if len(running) >= self.jobs:
+                            break
+                        ups = self.project.tasks[name].upstream()
+                        if any(u not in outcomes for u in ups):
+                            continue
+                        pending.remove(name)
+                        if self.interrupt.is_set():
+                            # Set from another thread (watch's restart): launch nothing new.
+                            outcomes[name] = Outcome(name, "skipped", message="interrupted")
+                            continue
+                        bad = [u for u in ups if outcomes[u].status in _UNUSABLE]
+                        if bad or stop_launching:
+                            why = (
+                                f"upstream {', '.join(bad)} did not complete"
+                                if bad
+                                else "not started: an earlier task failed (use -k to go on)"
+                            )
+                            status = "blocked" if bad else "skipped"
+                            outcomes[name] = Outcome(name, status, message=why)
+                            self.report(TaskBlocked(name, why))
+                            continue
+                        upstream = {u: markers.get(u) for u in ups}
+                        future = pool.submit(self._run_task, name, upstream, name in force)
+                        running[future] = name
+                    if not running:
+                        continue
+                    done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        name = running.pop(future)
+                        outcome = future.result()
+                        outcomes[name] = outcome
+                        markers[name] = self.planner.read_marker(name)
+                        if outcome.status == "failed" and not self.keep_going:
+                            stop_launching = True
+                        if outcome.status == "interrupted":
+                            interrupted = True
+            except KeyboardInterrupt:
+                interrupted = True
+                self.interrupt.set()
+                for future, name in running.items():
+                    try:
+                        outcomes[name] = future.result()
+                    except BaseException:
+                        outcomes[name] = Outcome(name, "interrupted")
+        for name in names:
+            outcomes.setdefault(name, Outcome(name, "skipped", message="not started"))
+        return BuildResult([outcomes[n] for n in names], interrupted or self.interrupt.is_set())
+
+    def _run_task(self, name: str, upstream: dict[str, Marker | None], forced: bool) -> Outcome:
+        task = self.project.tasks[name]
+        started = time.monotonic()
+        while True:
+            try:
+                plan, fp, marker = self.planner.judge(task, upstream, forced=forced)
+                if plan.state == "up-to-date" and marker is not None:
+                    self.report(TaskUpToDate(name, plan.job))
+                    self.runner.download(task, marker)
+                    return Outcome(name, "up-to-date", fp.value, plan.job)
+                if plan.restorable:
+                    record = self.runner.restore(task, fp)
+                    self.runner.download(task, record)
+                    return Outcome(name, "restored", fp.value, record.get("job"), 0.0, plan.reasons)
+                self.report(TaskQueued(name, tuple(plan.reasons)))
+                self.report(TaskStarted(name, tuple(plan.reasons)))
+                new_marker = self.runner.run(task, fp, upstream, self.interrupt)
+                duration = time.monotonic() - started
+                job = str(new_marker["job"])
+                self.report(TaskDone(name, job, duration))
+                return Outcome(name, "done", fp.value, job, duration, plan.reasons)
+            except Retry:
+                forced = False
+                continue
+            except KeyboardInterrupt:
+                return Outcome(name, "interrupted", message="interrupted")
+            except SsmakeError as e:
+                self.report(TaskFailedEvent(name, None, e.message))
+                return Outcome(name, "failed", message=e.message)
+
+
+_UNUSABLE = ("failed", "blocked", "skipped", "interrupted")

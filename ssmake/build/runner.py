@@ -1,0 +1,389 @@
+"""Running one stale task: stage code and inputs, launch, verify, mark, download."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import worker_toolkit
+from ssmake.plan import layout
+from ssmake.stores.archive import pack_code
+from ssmake.backends import Backend
+from ssmake.build.downloads import download_results, downloaded_job
+from ssmake.errors import TaskFailed
+from ssmake.events import (
+    JobLaunched,
+    JobStatus,
+    LogLine,
+    Notice,
+    Reporter,
+    SyncProgress,
+    TaskRestored,
+)
+from ssmake.backends.local.executor import JobResult, describe_local_failure
+from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint
+from ssmake.plan.hashcache import sha256_path
+from ssmake.build.inflight import Claim, InflightRecords, Retry
+from ssmake.plan.jobspec import Channel, build_job_spec
+from ssmake.project.model import Project, Task
+from ssmake.plan.planner import Marker, Planner
+from ssmake.stores import ProgressFn, Store
+
+ImageResolver = Callable[[Task], str]
+
+
+def worker_toolkit_files() -> dict[str, Path]:
+    """worker_toolkit's own files, packed into every job's code."""
+    package = Path(worker_toolkit.__file__).parent
+    return {
+        f"worker_toolkit/{p.name}": p
+        for p in sorted(package.iterdir())
+        if p.suffix in (".py", ".typed")
+    }
+
+
+def default_image(task: Task) -> str:
+    """The image name recorded for a local job (the local interpreter runs it)."""
+    if task.image.uri:
+        return task.image.uri
+    version = f":{task.framework_version}" if task.framework_version else ""
+    return f"local/{task.framework}{version}"
+
+
+SPOT_WITHOUT_STATE = (
+    "warning: spot job without checkpointing: an interruption restarts it from scratch "
+    "(save progress in args.state, e.g. from worker_lib.onTermination, or set spot = false)"
+)
+# What code that keeps its progress in the task's state says (worker_toolkit's
+# names, the variable, or the checkpoint directory itself).
+STATE_MENTIONS = (
+    "args.state",
+    "SSM_STATE_DIR",
+    "initMultiWorkersState",
+    "onTermination",
+    "/state",
+)
+_MENTION_SCAN_BYTES = 4 << 20
+
+
+def mentions_state(files: Iterable[Path]) -> bool:
+    """Whether any of the code files names the task's state (its first 4 MiB)."""
+    needles = [m.encode() for m in STATE_MENTIONS]
+    for path in files:
+        try:
+            with path.open("rb") as f:
+                text = f.read(_MENTION_SCAN_BYTES)
+        except OSError:
+            continue
+        if any(n in text for n in needles):
+            return True
+    return False
+
+
+class TaskRunner:
+    """Everything with side effects that one task's job needs."""
+
+    def __init__(
+        self,
+        project: Project,
+        store: Store,
+        backend: Backend,
+        planner: Planner,
+        reporter: Reporter,
+        *,
+        image_resolver: ImageResolver = default_image,
+        work_dir: Path,
+    ) -> None:
+        self.project = project
+        self.store = store
+        self.backend = backend
+        self.planner = planner
+        self.report = reporter
+        self.image_resolver = image_resolver
+        self.work_dir = work_dir
+        self.inflight = InflightRecords(store, backend, project.name, reporter)
+
+    # -- staging -------------------------------------------------------------
+
+    def stage_code(self, task: Task) -> str:
+        """Upload the content-addressed code tarball (once) and return its URI."""
+        files = dict(self.planner.fingerprinter.code_files(task))
+        for name, path in worker_toolkit_files().items():
+            files.setdefault(name, path)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.work_dir, suffix=".tar.gz")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            pack_code(tmp, sorted(files.items()))
+            key = layout.code_key(self.project.name, task.name, sha256_path(tmp))
+            if not self.store.exists(key):
+                self.store.put_file(key, tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.store.uri(key)
+
+    def channels(self, task: Task, upstream: Mapping[str, Marker | None]) -> list[Channel]:
+        out: list[Channel] = []
+        for inp in task.inputs:
+            if inp.path is not None:
+                prefix = layout.input_prefix(self.project.name, task.name) + inp.name + "/"
+                files = self.planner.fingerprinter.files_under(
+                    self.planner.fingerprinter.resolve(inp.path)
+                )
+                stats = self.store.sync_dir(
+                    Path(inp.path),
+                    prefix,
+                    files,
+                    on_progress=self._progress(task.name, inp.name, files),
+                )
+                if stats.uploaded or stats.deleted:
+                    self.report(
+                        Notice(
+                            f"input {inp.name}: {stats.uploaded} uploaded "
+                            f"({stats.uploaded_bytes} bytes), {stats.deleted} deleted, "
+                            f"{stats.unchanged} unchanged",
+                            task.name,
+                        )
+                    )
+                out.append(Channel(inp.name, self.store.uri(prefix), inp.distribution))
+            elif inp.s3 is not None:
+                out.append(Channel(inp.name, inp.s3, inp.distribution))
+            else:
+                name = inp.task or ""
+                marker = upstream.get(name)
+                if marker is None:
+                    raise TaskFailed(f"task {task.name}: upstream {name} has no result")
+                if inp.output == "state":
+                    uri = self.store.uri(layout.state_prefix(self.project.name, name))
+                else:
+                    uri = self.store.uri(str(marker["outputs"][inp.output]["key"]))
+                out.append(Channel(inp.name, uri, inp.distribution))
+        return out
+
+    def _progress(self, task: str, channel: str, files: Mapping[str, Path]) -> ProgressFn:
+        # The total is summed on the first upload only: a sync that uploads
+        # nothing (the usual case) stats no file twice.
+        total: int | None = None
+        done = 0
+        lock = threading.Lock()
+
+        def on_progress(n: int) -> None:
+            nonlocal done, total
+            with lock:
+                if total is None:
+                    total = sum(p.stat().st_size for p in files.values())
+                done += n
+                now, of = done, total
+            self.report(SyncProgress(task, channel, now, of))
+
+        return on_progress
+
+    def _attempt(self, task: Task, fingerprint: str) -> int:
+        stem = layout.job_name(task.name, fingerprint, 0)[:-1]
+        prefix = layout.task_prefix(self.project.name, task.name) + stem
+        attempts = [0]
+        for obj in self.store.list(prefix):
+            tail = obj.key[len(prefix) :].split("/", 1)[0]
+            if tail.isdigit():
+                attempts.append(int(tail))
+        return max(attempts) + 1
+
+    # -- results -------------------------------------------------------------
+
+    def _verify(self, task: Task, job: str, hosts: list[str]) -> dict[str, Any]:
+        outputs: dict[str, Any] = {}
+        for kind, key in (
+            ("model", layout.model_key(self.project.name, task.name, job)),
+            ("output", layout.output_key(self.project.name, task.name, job)),
+        ):
+            info = self.store.info(key)
+            if info is None:
+                raise TaskFailed(f"task {task.name}: job {job} left no {kind}.tar.gz ({key})")
+            outputs[kind] = {"key": key, "etag": info.etag, "size": info.size}
+        if task.completion == "marked":
+            state = layout.state_prefix(self.project.name, task.name)
+            missing = []
+            for host in hosts:
+                try:
+                    content = self.store.get(f"{state}{host}/__COMPLETED__").decode().strip()
+                except Exception:
+                    content = ""
+                if content != job:
+                    missing.append(host)
+            if missing:
+                raise TaskFailed(
+                    f"task {task.name}: job {job} ended, but {', '.join(missing)} did not call "
+                    "worker_lib.markCompleted(args), and the task's completion is 'marked'"
+                )
+        return outputs
+
+    def write_marker(
+        self, task: Task, fp: Fingerprint, job: str, outputs: Mapping[str, Any], started: float
+    ) -> Marker:
+        """The run record, then the marker: written last, so it only exists for a
+        verified success."""
+        from ssmake import __version__
+
+        marker: Marker = {
+            "ssmake": __version__,
+            "schema": SCHEMA_VERSION,
+            "project": self.project.name,
+            "task": task.name,
+            "fingerprint": fp.value,
+            "components": fp.components,
+            "job": job,
+            "outputs": dict(outputs),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "duration": round(time.time() - started, 3),
+        }
+        data = json.dumps(marker, indent=1, sort_keys=True).encode()
+        self.store.put(layout.run_record_key(self.project.name, task.name, fp.value), data)
+        self.store.put(layout.marker_key(self.project.name, task.name), data)
+        return marker
+
+    def restore(self, task: Task, fp: Fingerprint) -> Marker:
+        record = self.planner.read_run_record(task.name, fp.value)
+        assert record is not None
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+        self.store.put(layout.marker_key(self.project.name, task.name), data)
+        self.report(TaskRestored(task.name, str(record.get("job"))))
+        return record
+
+    def download(self, task: Task, marker: Marker) -> None:
+        if not task.download or not task.output_path:
+            return
+        dest = self.planner.fingerprinter.resolve(task.output_path)
+        if downloaded_job(dest) == marker.get("job") and all(
+            (dest / kind).exists() for kind in task.download
+        ):
+            return
+        download_results(self.store, self.project.name, task.name, marker, dest, task.download)
+        self.report(Notice(f"downloaded {', '.join(task.download)} to {dest}", task.name))
+
+    # -- running -------------------------------------------------------------
+
+    def run(
+        self,
+        task: Task,
+        fp: Fingerprint,
+        upstream: Mapping[str, Marker | None],
+        interrupt: threading.Event,
+    ) -> Marker:
+        """Run one job of `task`; returns the new marker or raises TaskFailed."""
+        started = time.time()
+        if task.spot and self.backend.name == "sagemaker":
+            code = self.planner.fingerprinter.code_files(task).values()
+            if not mentions_state(code):
+                self.report(Notice(SPOT_WITHOUT_STATE, task.name))
+        inflight_key = layout.inflight_key(self.project.name, task.name)
+        seen = self.planner.read_marker(task.name)
+        claim = self.inflight.claim(
+            task.name, inflight_key, fp.value, lambda: self._attempt(task, fp.value), interrupt
+        )
+        job = claim.job
+        try:
+            if claim.adopted:
+                result = self.follow(task, job, interrupt)
+                if result.status in ("Failed", "Stopped") and not interrupt.is_set():
+                    # It ended without a result: run the task again, afresh.
+                    self.report(
+                        Notice(f"job {job} {result.status.lower()}; running it again", task.name)
+                    )
+                    raise Retry
+            else:
+                latest = self.planner.read_marker(task.name)
+                if latest != seen and latest is not None and latest.get("fingerprint") == fp.value:
+                    # Another ssmake ran this fingerprint and let go of its claim between
+                    # our plan and our claim: its result stands, a run would duplicate it.
+                    raise Retry
+                result = self._launch(task, fp, job, upstream, inflight_key, claim, interrupt)
+            if result.status != "Completed":
+                if interrupt.is_set():
+                    raise KeyboardInterrupt
+                raise TaskFailed(
+                    f"task {task.name}: job {job} {result.status.lower()}: "
+                    + describe_local_failure(result)
+                )
+            outputs = self._verify(task, job, result.hosts)
+            marker = self.write_marker(task, fp, job, outputs, started)
+        finally:
+            if interrupt.is_set() and claim.launched:
+                self.inflight.detach(claim)
+            else:
+                self.inflight.release(task.name, inflight_key, claim)
+        self.download(task, marker)
+        return marker
+
+    def _launch(
+        self,
+        task: Task,
+        fp: Fingerprint,
+        job: str,
+        upstream: Mapping[str, Marker | None],
+        inflight_key: str,
+        claim: Claim,
+        interrupt: threading.Event,
+    ) -> JobResult:
+        """Stage the code and inputs, launch the job and follow it to its end."""
+        code_uri = self.stage_code(task)
+        channels = self.channels(task, upstream)
+        base = layout.task_prefix(self.project.name, task.name)
+        spec = build_job_spec(
+            task,
+            project=self.project.name,
+            job_name=job,
+            fingerprint=fp.value,
+            entry_point=self.planner.fingerprinter.entry_name(task),
+            code_uri=code_uri,
+            output_uri=self.store.uri(base),
+            state_uri=self.store.uri(layout.state_prefix(self.project.name, task.name)),
+            channels=channels,
+            image_uri=self.image_resolver(task),
+            role_arn=self.backend.role_arn(),
+            region=self.project.region,
+        )
+        self.backend.launch(spec)
+        self.report(JobLaunched(task.name, job, self.backend.name))
+        if self.backend.detaches:
+            self.inflight.mark_launched(inflight_key, claim)
+        return self.follow(task, job, interrupt)
+
+    def follow(self, task: Task, job: str, interrupt: threading.Event) -> JobResult:
+        """Wait for a launched job, reporting its log lines, and keep the logs in the
+        store beside its outputs (`<job>/logs/algo-<i>.log`) when the backend did not
+        (SageMaker's stay in CloudWatch), so that `logs` and downloads work alike."""
+        logs_dir = Path(tempfile.mkdtemp(dir=self.work_dir, prefix=f"logs-{job}-"))
+        files: dict[str, IO[str]] = {}
+
+        def on_log(host: str, line: str) -> None:
+            if host not in files:
+                files[host] = (logs_dir / f"{host}.log").open("a")
+            files[host].write(line + "\n")
+            self.report(LogLine(task.name, host, line))
+
+        try:
+            result = self.backend.wait(
+                job,
+                on_log,
+                lambda message: self.report(JobStatus(task.name, job, message)),
+                interrupt,
+            )
+            for f in files.values():
+                f.close()  # before uploading; closing again below is harmless
+            prefix = layout.logs_prefix(self.project.name, task.name, job)
+            if result.status != "Detached" and not any(True for _ in self.store.list(prefix)):
+                for path in sorted(logs_dir.glob("*.log")):
+                    self.store.put_file(prefix + path.name, path)
+        finally:
+            for f in files.values():
+                f.close()
+            shutil.rmtree(logs_dir, ignore_errors=True)
+        return result

@@ -1,0 +1,108 @@
+"""Wiring: a loaded project plus its store, backend, planner and engine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ssmake.backends import BACKENDS, Backend
+from ssmake.errors import ConfigError
+from ssmake.events import Reporter
+from ssmake.plan.fingerprint import Fingerprinter, S3Lister
+from ssmake.plan.hashcache import HashCache
+from ssmake.project.model import Project
+from ssmake.plan.planner import Planner
+from ssmake.stores import Store, open_store
+
+if TYPE_CHECKING:
+    from ssmake.build.engine import Engine
+    from ssmake.build.runner import ImageResolver
+
+
+def _s3_lister(region: str | None) -> S3Lister:
+    def list_s3(uri: str) -> Mapping[str, tuple[int, str]]:
+        from ssmake.stores import store_for_uri
+
+        store, key = store_for_uri(uri, region=region)
+        return {o.key: (o.size, o.etag) for o in store.list(key)}
+
+    return list_s3
+
+
+@dataclass
+class Session:
+    project: Project
+    store: Store
+    hashes: HashCache
+    fingerprinter: Fingerprinter
+    planner: Planner
+    work_dir: Path
+
+    def backend(self, **kwargs: object) -> Backend:
+        factory = BACKENDS.get(self.project.backend)
+        if factory is None:
+            raise ConfigError(f"unknown backend {self.project.backend!r}: use local or sagemaker")
+        if self.project.backend == "local":
+            kwargs.setdefault("work_dir", self.work_dir)
+        else:
+            kwargs.setdefault("region", self.project.region)
+            kwargs.setdefault("store", self.store)
+        return factory(**kwargs)
+
+    def engine(self, reporter: Reporter, *, jobs: int = 1, keep_going: bool = False) -> Engine:
+        from ssmake.build.engine import Engine
+        from ssmake.build.runner import TaskRunner
+
+        backend = self.backend()
+        runner = TaskRunner(
+            self.project,
+            self.store,
+            backend,
+            self.planner,
+            reporter,
+            work_dir=self.work_dir,
+            image_resolver=self.image_resolver(backend, reporter),
+        )
+        return Engine(
+            self.project, self.planner, runner, backend, reporter, jobs=jobs, keep_going=keep_going
+        )
+
+    def image_resolver(self, backend: Backend, reporter: Reporter) -> ImageResolver:
+        """Each task's image on `backend`, built and pushed first when needed."""
+        from ssmake.images.resolve import ImageService
+
+        images = ImageService(
+            self.project, self.fingerprinter, backend=backend.name, report=reporter
+        )
+        return images.resolve
+
+    def close(self) -> None:
+        self.hashes.save()
+
+
+def open_session(project: Project, *, backend: str | None = None) -> Session:
+    """Open the store and caches of a project (optionally on another backend)."""
+    if backend is not None and backend != project.backend:
+        project = replace(project, backend=backend)
+    store_address = project.store
+    if not store_address:
+        if project.backend == "sagemaker":
+            from ssmake.backends.sagemaker.jobs import default_bucket_url
+
+            store_address = default_bucket_url(project.region)
+        else:
+            store_address = ".ssmake"
+    if project.backend == "sagemaker" and store_address.startswith("s3://"):
+        from ssmake.backends.sagemaker.jobs import ensure_bucket
+
+        ensure_bucket(store_address[5:].split("/", 1)[0], project.region)
+    work_dir = project.root / ".ssmake" / "cache"
+    store = open_store(store_address, root=project.root, region=project.region, cache_dir=work_dir)
+    hashes = HashCache(work_dir / "hashes.json")
+    has_s3 = any(i.s3 for t in project.tasks.values() for i in t.inputs)
+    lister = _s3_lister(project.region) if has_s3 else None
+    fingerprinter = Fingerprinter(project, hashes, s3_lister=lister)
+    planner = Planner(project, store, fingerprinter)
+    return Session(project, store, hashes, fingerprinter, planner, work_dir)

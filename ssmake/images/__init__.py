@@ -1,0 +1,1 @@
+"""Images: framework image lookup, Dockerfile builds, registries."""

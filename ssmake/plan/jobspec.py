@@ -1,0 +1,127 @@
+"""JobSpec: plain data shaped like SageMaker's CreateTrainingJob request.
+
+The SageMaker backend sends it as is; the local backend executes the same spec.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ssmake.project.model import Task
+
+JobSpec = dict[str, Any]
+
+STATE_LOCAL_PATH = "/state"
+LOCAL_ROLE = "arn:aws:iam::000000000000:role/ssmake-local"
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    uri: str
+    distribution: str
+
+
+def build_job_spec(
+    task: Task,
+    *,
+    project: str,
+    job_name: str,
+    fingerprint: str,
+    entry_point: str,
+    code_uri: str,
+    output_uri: str,
+    state_uri: str,
+    channels: list[Channel],
+    image_uri: str,
+    role_arn: str,
+    region: str | None,
+) -> JobSpec:
+    """The CreateTrainingJob request that runs one job of `task`."""
+    hyperparameters = {k: json.dumps(v) for k, v in task.hyperparameters.items()}
+    hyperparameters.update(
+        sagemaker_program=json.dumps(entry_point),
+        sagemaker_submit_directory=json.dumps(code_uri),
+        sagemaker_container_log_level=json.dumps(20),
+        sagemaker_job_name=json.dumps(job_name),
+    )
+    if region:
+        hyperparameters["sagemaker_region"] = json.dumps(region)
+    algorithm: dict[str, Any] = {"TrainingImage": image_uri, "TrainingInputMode": "File"}
+    if task.metrics:
+        algorithm["MetricDefinitions"] = [
+            {"Name": name, "Regex": regex} for name, regex in task.metrics.items()
+        ]
+    if task.enable_metrics:
+        algorithm["EnableSageMakerMetricsTimeSeries"] = True
+    max_run = task.max_run_mins * 60
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": max_run}
+    if task.spot:
+        stopping["MaxWaitTimeInSeconds"] = max(task.max_wait_mins * 60, max_run)
+    environment = dict(task.environment)
+    environment["SSM_STATE_DIR"] = STATE_LOCAL_PATH
+    tags = [
+        {"Key": "ssmake:project", "Value": project},
+        {"Key": "ssmake:task", "Value": task.name},
+        {"Key": "ssmake:fingerprint", "Value": fingerprint},
+    ]
+    tags.extend({"Key": k, "Value": v} for k, v in task.tags.items())
+    spec: JobSpec = {
+        "TrainingJobName": job_name,
+        "HyperParameters": hyperparameters,
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": role_arn,
+        "InputDataConfig": [
+            {
+                "ChannelName": ch.name,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": ch.uri,
+                        "S3DataDistributionType": ch.distribution,
+                    }
+                },
+                "InputMode": "File",
+            }
+            for ch in channels
+        ],
+        "OutputDataConfig": {"S3OutputPath": output_uri},
+        "ResourceConfig": {
+            "InstanceType": task.instance_type,
+            "InstanceCount": task.instance_count,
+            "VolumeSizeInGB": task.volume_size,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": task.spot,
+        "CheckpointConfig": {"S3Uri": state_uri, "LocalPath": STATE_LOCAL_PATH},
+        "Environment": environment,
+        "Tags": tags,
+    }
+    if not channels:
+        # CreateTrainingJob rejects an empty list: a job without inputs has none.
+        del spec["InputDataConfig"]
+    return spec
+
+
+def user_hyperparameters(spec: JobSpec) -> dict[str, Any]:
+    """The user's hyperparameters, JSON-decoded, without SageMaker's own."""
+    out: dict[str, Any] = {}
+    for key, raw in spec.get("HyperParameters", {}).items():
+        if key.startswith("sagemaker_"):
+            continue
+        try:
+            out[key] = json.loads(raw)
+        except (TypeError, ValueError):
+            out[key] = raw
+    return out
+
+
+def sagemaker_param(spec: JobSpec, name: str) -> str:
+    raw = spec["HyperParameters"][name]
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return str(raw)
+    return str(value)

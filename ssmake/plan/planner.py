@@ -1,0 +1,167 @@
+"""Deciding what is stale: fingerprint each task and compare with its marker."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ssmake.errors import KeyNotFound
+from ssmake.plan import layout
+from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter, explain_changes
+from ssmake.project.graph import select
+from ssmake.project.model import Project, Task
+from ssmake.stores import Store
+
+Marker = dict[str, Any]
+
+
+@dataclass
+class TaskPlan:
+    """One task's verdict: up-to-date, stale, running or blocked, and why."""
+
+    name: str
+    state: str
+    reasons: list[str] = field(default_factory=list)
+    fingerprint: str | None = None
+    job: str | None = None
+    restorable: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "reasons": self.reasons,
+            "fingerprint": self.fingerprint,
+            "job": self.job,
+        }
+
+
+class Planner:
+    """Reads markers and run records from the store and fingerprints tasks."""
+
+    def __init__(self, project: Project, store: Store, fingerprinter: Fingerprinter) -> None:
+        self.project = project
+        self.store = store
+        self.fingerprinter = fingerprinter
+        self._lock = threading.Lock()
+
+    def _read_json(self, key: str) -> Marker | None:
+        try:
+            doc = json.loads(self.store.get(key))
+        except KeyNotFound:
+            return None
+        except ValueError:
+            return None  # unreadable: as if absent, so the task reruns and rewrites it
+        return doc if isinstance(doc, dict) and isinstance(doc.get("fingerprint"), str) else None
+
+    def read_marker(self, task: str) -> Marker | None:
+        return self._read_json(layout.marker_key(self.project.name, task))
+
+    def read_run_record(self, task: str, fingerprint: str) -> Marker | None:
+        record = self._read_json(layout.run_record_key(self.project.name, task, fingerprint))
+        if record is None or record.get("fingerprint") != fingerprint:
+            return None
+        return record
+
+    def read_inflight(self, task: str) -> Marker | None:
+        return self._read_json(layout.inflight_key(self.project.name, task))
+
+    def fingerprint(self, task: Task, upstream: Mapping[str, Marker | None]) -> Fingerprint:
+        known = {name: m for name, m in upstream.items() if m is not None}
+        with self._lock:
+            return self.fingerprinter.fingerprint(task, known)
+
+    def outputs_present(self, marker: Marker) -> bool:
+        for out in (marker.get("outputs") or {}).values():
+            key = out.get("key") if isinstance(out, dict) else None
+            if not isinstance(key, str) or not self.store.exists(key):
+                return False
+        return True
+
+    def judge(
+        self,
+        task: Task,
+        upstream: Mapping[str, Marker | None],
+        *,
+        forced: bool,
+    ) -> tuple[TaskPlan, Fingerprint, Marker | None]:
+        """The verdict for one task whose upstream markers are final."""
+        fp = self.fingerprint(task, upstream)
+        marker = self.read_marker(task.name)
+        plan = TaskPlan(task.name, "stale", fingerprint=fp.value)
+        if marker is not None:
+            plan.job = marker.get("job")
+        if forced:
+            plan.reasons = ["forced (-B)"]
+            return plan, fp, marker
+        current = marker is not None and marker.get("schema") == SCHEMA_VERSION
+        if marker is not None and current and marker.get("fingerprint") == fp.value:
+            if self.outputs_present(marker):
+                plan.state = "up-to-date"
+                return plan, fp, marker
+            plan.reasons = ["outputs of the last run are missing from the store"]
+            return plan, fp, marker
+        old = marker.get("components") if marker is not None else None
+        if marker is not None and not current:
+            plan.reasons = ["marker written by an older ssmake (fingerprint schema changed)"]
+        else:
+            plan.reasons = explain_changes(old, fp.components) or ["fingerprint changed"]
+        record = self.read_run_record(task.name, fp.value)
+        if record is not None and self.outputs_present(record):
+            plan.restorable = True
+            plan.reasons.append(f"an earlier run matches ({record.get('job')}): will restore it")
+        return plan, fp, marker
+
+    def plan(self, targets: Collection[str], force: Collection[str] = ()) -> list[TaskPlan]:
+        """A dry-run verdict for the targets and what they need, upstream first."""
+        names = select(self.project, list(targets))
+        plans: dict[str, TaskPlan] = {}
+        future_markers: dict[str, Marker | None] = {}
+        for name in self.project.external:
+            # Run before, elsewhere: its marker in the store is its result.
+            future_markers[name] = marker = self.read_marker(name)
+            plans[name] = (
+                TaskPlan(name, "up-to-date", fingerprint=marker.get("fingerprint"))
+                if marker is not None
+                else TaskPlan(name, "blocked", ["has no completed run in the store"])
+            )
+        for name in names:
+            task = self.project.tasks[name]
+            waiting = [
+                u
+                for u in task.upstream()
+                if plans[u].state in ("stale", "blocked", "running") and not plans[u].restorable
+            ]
+            if waiting:
+                state = "blocked" if any(plans[u].state == "blocked" for u in waiting) else "stale"
+                reasons = [
+                    f"upstream {u} {plans[u].reasons[0]}"
+                    if u in self.project.external
+                    else f"upstream {u} will run first"
+                    for u in waiting
+                ]
+                plans[name] = TaskPlan(name, state, reasons)
+                future_markers[name] = None
+                continue
+            upstream = {u: future_markers.get(u) for u in task.upstream()}
+            plan, fp, marker = self.judge(task, upstream, forced=name in force)
+            inflight = self.read_inflight(name)
+            if (
+                plan.state == "stale"
+                and inflight is not None
+                and inflight.get("fingerprint") == fp.value
+            ):
+                plan.state = "running"
+                plan.job = inflight.get("job")
+                plan.reasons = [f"job {plan.job} is running"]
+            plans[name] = plan
+            if plan.state == "up-to-date":
+                future_markers[name] = marker
+            elif plan.restorable:
+                future_markers[name] = self.read_run_record(name, fp.value)
+            else:
+                future_markers[name] = None
+        return [plans[n] for n in names]

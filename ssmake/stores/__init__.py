@@ -1,0 +1,119 @@
+"""Where state, inputs, code, outputs and markers live.
+
+A store is a flat key space (`<project>/<task>/...`), the same layout whether it
+is a local directory or an S3 bucket. `open_store` picks the implementation from
+the store's address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its key (relative to the store root), size and ETag."""
+
+    key: str
+    size: int
+    etag: str
+
+
+@dataclass
+class SyncStats:
+    """What a directory sync did."""
+
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+
+
+ProgressFn = Callable[[int], None]
+
+
+class Store(Protocol):
+    """Keyed blob storage with the few operations ssmake needs."""
+
+    @property
+    def url(self) -> str:
+        """The store's root address: a `file://` URL or `s3://bucket[/prefix]`."""
+        ...
+
+    def uri(self, key: str) -> str:
+        """The absolute address of a key, as a job's channel or output path names it."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raises KeyNotFound."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write an object atomically: readers see the old or the new bytes, never a part."""
+        ...
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write only when the key does not exist; False when it already did."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def info(self, key: str) -> ObjectInfo | None: ...
+
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    def get_file(self, key: str, path: Path) -> None:
+        """Download to `path` through a temporary name, so a partial file never shows."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix` (a `/`-ended prefix lists a folder)."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    def sync_dir(
+        self,
+        local: Path,
+        prefix: str,
+        files: dict[str, Path],
+        *,
+        on_progress: ProgressFn | None = None,
+    ) -> SyncStats:
+        """Make `prefix` hold exactly `files` (relative name -> local path), calling
+        `on_progress(n)` as each n bytes are uploaded."""
+        ...
+
+
+def open_store(
+    address: str, *, root: Path, region: str | None = None, cache_dir: Path | None = None
+) -> Store:
+    """The store at `address`: `s3://bucket[/prefix]`, else a directory relative to `root`.
+    `cache_dir` keeps the ETags of local files, as content hashes are kept, so that a
+    sync reads no unchanged file."""
+    if address.startswith("s3://"):
+        from ssmake.stores.s3 import S3Store
+
+        etags = cache_dir / "etags.json" if cache_dir is not None else None
+        return S3Store.from_url(address, region=region, etag_cache=etags)
+    from ssmake.stores.local import LocalStore
+
+    path = Path(address.removeprefix("file://"))
+    return LocalStore(path if path.is_absolute() else root / path)
+
+
+def store_for_uri(uri: str, *, region: str | None = None) -> tuple[Store, str]:
+    """The store holding an absolute URI, and the key of the URI within it."""
+    if uri.startswith("s3://"):
+        from ssmake.stores.s3 import S3Store
+
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return S3Store(bucket, "", region=region), key
+    from ssmake.stores.local import LocalStore
+
+    return LocalStore(Path("/")), uri.removeprefix("file://").lstrip("/")
