@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ssmake.errors import ImageError
+from ssmake.images.builder import BuildRequest, OutputFn, split_ref
 from ssmake.images.docker import build_failed, pull_failed, push_failed
 from ssmake.images.registries import Login
-from ssmake.images.resolve import BuildRequest, OutputFn, split_ref
 from ssmake.plan.hashcache import sha256_path
 
 

@@ -20,6 +20,7 @@ from ssmake.backends.local.containers import container_command, mounts
 from ssmake.errors import ConfigError, ImageError
 from ssmake.events import LogLine
 from ssmake.images import resolve as images
+from ssmake.images.builder import split_ref
 from ssmake.images.frameworks import (
     MISSING_EXTRA,
     FrameworkImages,
@@ -27,7 +28,7 @@ from ssmake.images.frameworks import (
     SageMakerCatalog,
 )
 from ssmake.images.registries import DockerRegistry, EcrRegistry, split_repository
-from ssmake.images.resolve import ImageService, default_repository, local_label, split_ref
+from ssmake.images.resolve import ImageService, default_repository, local_label
 from ssmake.plan.docker_context import DockerIgnore, content_tag, context_files, render_dockerfile
 from ssmake.plan.fingerprint import Fingerprinter
 from ssmake.plan.hashcache import HashCache

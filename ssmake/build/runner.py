@@ -230,7 +230,7 @@ class TaskRunner:
     ) -> Marker:
         """The run record, then the marker: written last, so it only exists for a
         verified success."""
-        from ssmake import __version__
+        from ssmake.version import __version__
 
         marker: Marker = {
             "ssmake": __version__,

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ssmake.errors import EXIT_USAGE, ImageError
+from ssmake.images.builder import BuildRequest, OutputFn, split_ref
 from ssmake.images.registries import Login
-from ssmake.images.resolve import BuildRequest, OutputFn, split_ref
 from ssmake.plan.docker_context import DOCKERFILE
 
 TAIL_LINES = 30

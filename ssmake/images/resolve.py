@@ -26,11 +26,11 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ssmake.errors import ConfigError
 from ssmake.events import LogLine, Notice, Reporter
+from ssmake.images.builder import BuildRequest, ImageBuilder, OutputFn, split_ref
 from ssmake.images.frameworks import FrameworkCatalog, FrameworkImages, SageMakerCatalog
 from ssmake.images.registries import Login, base_login, registry_for, split_repository
 from ssmake.plan.docker_context import (
@@ -47,34 +47,7 @@ from ssmake.project.model import Project, Task
 if TYPE_CHECKING:
     from ssmake.plan.fingerprint import Fingerprinter
 
-OutputFn = Callable[[str], None]
-
 LOCAL_LABEL_PREFIX = "local/"
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    """One `docker build`: the rendered Dockerfile, the context's files, the tags."""
-
-    dockerfile: str
-    files: tuple[tuple[str, str], ...]  # (context-relative name, path on disk)
-    tags: tuple[str, ...]
-
-
-class ImageBuilder(Protocol):
-    """What ssmake asks of docker."""
-
-    def has_image(self, ref: str) -> bool: ...
-
-    def build(self, request: BuildRequest, on_output: OutputFn) -> None: ...
-
-    def tag(self, source: str, target: str) -> None: ...
-
-    def login(self, login: Login) -> None: ...
-
-    def push(self, ref: str, on_output: OutputFn) -> None: ...
-
-    def pull(self, ref: str, on_output: OutputFn) -> None: ...
 
 
 def _docker_builder() -> ImageBuilder:
@@ -102,15 +75,6 @@ def default_repository(project: str, task: str) -> str:
     """`ssmake/<project>/<task>`, spelled as docker and ECR accept it."""
     parts = [re.sub(r"[^a-z0-9._-]+", "-", p.lower()).strip("._-") for p in (project, task)]
     return "/".join(["ssmake", *(p or "x" for p in parts)])
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    """(repository, tag) of `repo[:tag]`, where repo may hold a `host:port`."""
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1 :]
-    return ref, "latest"
 
 
 class ImageService:

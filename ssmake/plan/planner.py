@@ -6,14 +6,16 @@ import json
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ssmake.errors import KeyNotFound
 from ssmake.plan import layout
 from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter, explain_changes
 from ssmake.project.graph import select
 from ssmake.project.model import Project, Task
-from ssmake.stores import Store
+
+if TYPE_CHECKING:  # the planner reads the store it is handed; it opens none
+    from ssmake.stores import Store
 
 Marker = dict[str, Any]
 
