@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from conftest import ProjectDir, Result
 
-from ssmake.compat.cli import UsageError, build_parser, main, task_from_args
+from ssmake.compat.cli import main
+from ssmake.compat.flags import UsageError, build_parser
+from ssmake.compat.mapping import task_from_args
 from ssmake.project.model import Image, Input
 
 BASE = ["-p", "proj", "-t", "task1", "-e", "worker.py"]
