@@ -79,7 +79,7 @@ def task_from_args(
     args, extras = parser.parse_known_args(args_list)
     # Imported once parsed, so that `ssm -h` stays instant.
     from ssmake.api import default_backend
-    from ssmake.compat.project import relative_entry_point
+    from ssmake.compat.params import relative_entry_point
     from ssmake.project.load import build_task
 
     warnings: list[str] = []
@@ -162,7 +162,7 @@ def _pairs(pairs: list[list[str]] | None, flag: str, what: str) -> dict[str, str
 
 def _inputs(args: argparse.Namespace) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """The inputs table (as in an Ssmfile) and the flag that made each channel."""
-    from ssmake.compat.project import input_location
+    from ssmake.compat.params import input_location
 
     inputs: dict[str, dict[str, str]] = {}
     flags: dict[str, str] = {}
