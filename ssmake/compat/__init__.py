@@ -1,5 +1,19 @@
 """simple-sagemaker compatibility: the `ssm` command and `SageMakerProject`."""
 
-from ssmake.compat.project import SageMakerProject
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["SageMakerProject"]
+
+if TYPE_CHECKING:
+    from ssmake.compat.project import SageMakerProject
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing `ssmake.compat.cli` (and `ssm --help`) loads no engine.
+    if name == "SageMakerProject":
+        from ssmake.compat.project import SageMakerProject
+
+        return SageMakerProject
+    raise AttributeError(f"module 'ssmake.compat' has no attribute {name!r}")
