@@ -14,6 +14,7 @@ from ssmake.plan.fingerprint import Fingerprinter, S3Lister
 from ssmake.plan.hashcache import HashCache
 from ssmake.project.model import Project
 from ssmake.plan.planner import Planner
+from ssmake.plan.statdigest import StatDigests
 from ssmake.stores import Store, open_store
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class Session:
     fingerprinter: Fingerprinter
     planner: Planner
     work_dir: Path
+    digests: StatDigests
 
     def backend(self, **kwargs: object) -> Backend:
         factory = BACKENDS.get(self.project.backend)
@@ -80,6 +82,7 @@ class Session:
 
     def close(self) -> None:
         self.hashes.save()
+        self.digests.save()
 
 
 def open_session(project: Project, *, backend: str | None = None) -> Session:
@@ -104,5 +107,6 @@ def open_session(project: Project, *, backend: str | None = None) -> Session:
     has_s3 = any(i.s3 for t in project.tasks.values() for i in t.inputs)
     lister = _s3_lister(project.region) if has_s3 else None
     fingerprinter = Fingerprinter(project, hashes, s3_lister=lister)
-    planner = Planner(project, store, fingerprinter)
-    return Session(project, store, hashes, fingerprinter, planner, work_dir)
+    digests = StatDigests(work_dir / "stat-digests.json")
+    planner = Planner(project, store, fingerprinter, digests)
+    return Session(project, store, hashes, fingerprinter, planner, work_dir, digests)

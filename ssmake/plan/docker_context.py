@@ -95,13 +95,6 @@ def digest_files(files: list[tuple[str, os.stat_result, str]], hashes: HashCache
     return {rel: d for (rel, _st, _path), d in zip(files, digests, strict=True)}
 
 
-def context_digests(
-    context: Path, hashes: HashCache, exclude: frozenset[str] = frozenset()
-) -> dict[str, str]:
-    """Context-relative path -> sha256 of every file the build is sent."""
-    return digest_files(context_files(context, exclude), hashes)
-
-
 def relative_excludes(context: Path, root: Path, excluded: frozenset[str]) -> frozenset[str]:
     """Project-relative paths that never count, re-expressed relative to `context`."""
     out: set[str] = set()

@@ -4,27 +4,40 @@ Components (kept in the marker so `explain` can say what changed):
 code, image, inputs, params, and the schema version. Left out on purpose, so that
 changing them reruns nothing: instance_type, spot, max_wait/max_run, volume_size,
 tags, download and output_path.
+
+A task's stat digest (see `stat_digest`) is the same computation with every file's
+content hash replaced by its identity on disk, (path, inode, size, mtime_ns,
+ctime_ns): when it matches the digest recorded at a moment the fingerprint was
+known, the fingerprint is known again without reading the hash cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ssmake.plan.docker_context import context_digests, relative_excludes
-from ssmake.plan.hashcache import HashCache
-from ssmake.plan.ignore import IgnoreMatcher
+from ssmake.plan.docker_context import context_files, digest_files, relative_excludes
+from ssmake.plan.hashcache import RACY_NS, HashCache
+from ssmake.plan.ignore import Entry, IgnoreMatcher
 from ssmake.project.model import Project, Task
 
 SCHEMA_VERSION = 1
 
 Components = dict[str, Any]
 S3Lister = Callable[[str], Mapping[str, tuple[int, str]]]
+
+_IDENTITY = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+_MTIME = attrgetter("st_mtime_ns")
+_CTIME = attrgetter("st_ctime_ns")
+_REL = itemgetter(0)
+_STAT = itemgetter(1)
 
 
 def canonical_json(value: object) -> bytes:
@@ -36,10 +49,28 @@ def digest(value: object) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
-@dataclass(frozen=True)
 class Fingerprint:
-    value: str
-    components: Components
+    """A task's fingerprint. Its components are worked out when first asked for: a
+    plan that a stat digest answered knows the value without them."""
+
+    __slots__ = ("_components", "_compute", "value")
+
+    def __init__(
+        self,
+        value: str,
+        components: Components | None = None,
+        compute: Callable[[], Components] | None = None,
+    ) -> None:
+        self.value = value
+        self._components = components
+        self._compute = compute
+
+    @property
+    def components(self) -> Components:
+        if self._components is None:
+            assert self._compute is not None, "a Fingerprint needs components or a way to them"
+            self._components = self._compute()
+        return self._components
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -48,6 +79,64 @@ def _within(path: Path, root: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+class _Files(Protocol):
+    """What the component builders learn of files: content hashes, or stand-ins."""
+
+    def tree(self, path: Path) -> Mapping[str, str]: ...
+
+    def context(self, context: Path, exclude: frozenset[str]) -> Mapping[str, str]: ...
+
+
+class _Blank(dict[str, str]):
+    """An empty tree that answers every name with "": the stat pass keeps the files
+    out of the components and hashes their identities instead."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+class _Hashing:
+    def __init__(self, fingerprinter: Fingerprinter) -> None:
+        self.fp = fingerprinter
+
+    def tree(self, path: Path) -> Mapping[str, str]:
+        return self.fp.hash_tree(path)
+
+    def context(self, context: Path, exclude: frozenset[str]) -> Mapping[str, str]:
+        return digest_files(self.fp.context_entries(context, exclude), self.fp.hashes)
+
+
+class _Identities:
+    """Records the identity of every file the builders ask about, in order."""
+
+    def __init__(self, fingerprinter: Fingerprinter) -> None:
+        self.fp = fingerprinter
+        self.walks: list[tuple[str, list[Entry]]] = []
+
+    def tree(self, path: Path) -> Mapping[str, str]:
+        self.walks.append((str(path), self.fp.entries(path)))
+        return _Blank()
+
+    def context(self, context: Path, exclude: frozenset[str]) -> Mapping[str, str]:
+        self.walks.append((f"context:{context}", self.fp.context_entries(context, exclude)))
+        return _Blank()
+
+    def digest(self, skeleton: Components) -> tuple[str, bool]:
+        """The stat digest, and whether every file is outside the racy window (a
+        write within a clock tick of its stat can keep size and times)."""
+        h = hashlib.sha256(canonical_json(skeleton))
+        newest = 0
+        for root, entries in self.walks:
+            stats = list(map(_STAT, entries))
+            # marshal version 2 has no back-references: the same values give the same bytes.
+            h.update(
+                marshal.dumps((root, list(map(_REL, entries)), list(map(_IDENTITY, stats))), 2)
+            )
+            if stats:
+                newest = max(newest, max(map(_MTIME, stats)), max(map(_CTIME, stats)))
+        return h.hexdigest(), time.time_ns() - newest > RACY_NS
 
 
 class Fingerprinter:
@@ -70,29 +159,45 @@ class Fingerprinter:
         #: Project-relative paths that never count: the local store, download destinations.
         self.excluded = frozenset(e for e in exclude if e != ".")
         self._matcher = IgnoreMatcher(self.root, self.excluded)
+        # One walk per path for the fingerprinter's life (a session: one plan or build).
+        self._walks: dict[Path, list[Entry]] = {}
+        self._contexts: dict[tuple[Path, frozenset[str]], list[Entry]] = {}
         self._trees: dict[Path, dict[str, str]] = {}
+        self._s3: dict[str, dict[str, list[Any]]] = {}
 
     def resolve(self, rel: str) -> Path:
         path = Path(rel).expanduser()
         return (path if path.is_absolute() else self.root / path).resolve()
 
+    def entries(self, path: Path) -> list[Entry]:
+        """(relative name, stat, path) of every file a directory (or one file) contributes."""
+        cached = self._walks.get(path)
+        if cached is None:
+            if path.is_file():
+                cached = [(path.name, os.stat(path), str(path))]
+            else:
+                matcher = self._matcher if _within(path, self.root) else IgnoreMatcher(path)
+                cached = matcher.walk(path)
+            self._walks[path] = cached
+        return cached
+
+    def context_entries(self, context: Path, exclude: frozenset[str]) -> list[Entry]:
+        key = (context, exclude)
+        cached = self._contexts.get(key)
+        if cached is None:
+            cached = self._contexts[key] = context_files(context, exclude)
+        return cached
+
     def files_under(self, path: Path) -> dict[str, Path]:
         """Files a directory (or a single file) contributes: relative name -> path."""
-        if path.is_file():
-            return {path.name: path}
-        matcher = self._matcher if _within(path, self.root) else IgnoreMatcher(path)
-        return {rel: Path(p) for rel, _st, p in matcher.walk(path)}
+        return {rel: Path(p) for rel, _st, p in self.entries(path)}
 
     def hash_tree(self, path: Path) -> dict[str, str]:
         """Relative name -> sha256 of every file a directory (or one file) contributes."""
         cached = self._trees.get(path)
         if cached is not None:
             return cached
-        if path.is_file():
-            entries = [(path.name, os.stat(path), str(path))]
-        else:
-            matcher = self._matcher if _within(path, self.root) else IgnoreMatcher(path)
-            entries = list(matcher.walk(path))
+        entries = self.entries(path)
         digests = self.hashes.hash_files([(p, st) for _rel, st, p in entries])
         tree = {rel: d for (rel, _st, _p), d in zip(entries, digests, strict=True)}
         self._trees[path] = tree
@@ -125,25 +230,25 @@ class Fingerprinter:
             return task.entry_point
         return Path(task.entry_point).name
 
-    def _code(self, task: Task) -> Components:
+    def _code(self, task: Task, trees: _Files) -> Components:
         files: dict[str, str] = {}
         if task.source_dir is not None:
-            files.update(self.hash_tree(self.resolve(task.source_dir)))
+            files.update(trees.tree(self.resolve(task.source_dir)))
         else:
             entry = self.resolve(task.entry_point)
-            files[entry.name] = self.hash_tree(entry)[entry.name]
+            files[entry.name] = trees.tree(entry)[entry.name]
         for dep in task.dependencies:
             dep_path = self.resolve(dep)
-            for rel, d in self.hash_tree(dep_path).items():
+            for rel, d in trees.tree(dep_path).items():
                 files[rel if dep_path.is_file() else f"{dep_path.name}/{rel}"] = d
         if task.requirements is not None:
             req = self.resolve(task.requirements)
             inside = task.source_dir is not None and _within(req, self.resolve(task.source_dir))
             if not inside:
-                files["requirements.txt"] = self.hash_tree(req)[req.name]
+                files["requirements.txt"] = trees.tree(req)[req.name]
         return {"entry_point": self.entry_name(task), "files": files}
 
-    def _image(self, task: Task) -> Components:
+    def _image(self, task: Task, trees: _Files) -> Components:
         image: Components = {
             "framework": task.framework,
             "framework_version": task.framework_version,
@@ -155,22 +260,24 @@ class Fingerprinter:
             image["dockerfile"] = hashlib.sha256(task.dockerfile_content.encode()).hexdigest()
         elif task.dockerfile is not None:
             context = self.resolve(task.dockerfile)
-            image["dockerfile"] = self.hash_tree(context / "Dockerfile")["Dockerfile"]
+            image["dockerfile"] = trees.tree(context / "Dockerfile")["Dockerfile"]
             # What `docker build` is sent (.dockerignore applies, .gitignore does not).
             exclude = relative_excludes(context, self.root, self.excluded)
-            image["context"] = context_digests(context, self.hashes, exclude)
+            image["context"] = trees.context(context, exclude)
         return image
 
-    def _inputs(self, task: Task, upstream: Mapping[str, Mapping[str, Any]]) -> Components:
+    def _inputs(
+        self, task: Task, upstream: Mapping[str, Mapping[str, Any]], trees: _Files
+    ) -> Components:
         inputs: Components = {}
         for inp in task.inputs:
             entry: Components = {"kind": inp.kind, "distribution": inp.distribution}
             if inp.path is not None:
-                entry["files"] = self.hash_tree(self.resolve(inp.path))
+                entry["files"] = trees.tree(self.resolve(inp.path))
             elif inp.s3 is not None:
                 entry["uri"] = inp.s3
                 if self.s3_lister is not None:
-                    entry["objects"] = {k: list(v) for k, v in self.s3_lister(inp.s3).items()}
+                    entry["objects"] = self._s3_objects(inp.s3, self.s3_lister)
             else:
                 marker = upstream.get(inp.task or "", {})
                 entry.update(
@@ -190,6 +297,13 @@ class Fingerprinter:
             }
         return inputs
 
+    def _s3_objects(self, uri: str, lister: S3Lister) -> dict[str, list[Any]]:
+        # Listed once per session: the stat pass and the hashing pass see the same objects.
+        cached = self._s3.get(uri)
+        if cached is None:
+            cached = self._s3[uri] = {k: list(v) for k, v in lister(uri).items()}
+        return cached
+
     def _params(self, task: Task) -> Components:
         return {
             "hyperparameters": task.hyperparameters,
@@ -203,142 +317,30 @@ class Fingerprinter:
             "metrics": task.metrics,
         }
 
-    def fingerprint(self, task: Task, upstream: Mapping[str, Mapping[str, Any]]) -> Fingerprint:
-        """Fingerprint `task`; `upstream` maps each upstream task's name to its marker."""
-        components: Components = {
+    def _components(
+        self, task: Task, upstream: Mapping[str, Mapping[str, Any]], trees: _Files
+    ) -> Components:
+        return {
             "schema": SCHEMA_VERSION,
-            "code": self._code(task),
-            "image": self._image(task),
-            "inputs": self._inputs(task, upstream),
+            "code": self._code(task, trees),
+            "image": self._image(task, trees),
+            "inputs": self._inputs(task, upstream, trees),
             "params": self._params(task),
         }
+
+    def fingerprint(self, task: Task, upstream: Mapping[str, Mapping[str, Any]]) -> Fingerprint:
+        """Fingerprint `task`; `upstream` maps each upstream task's name to its marker."""
+        components = self._components(task, upstream, _Hashing(self))
         return Fingerprint(digest(components), components)
 
-
-def explain_changes(old: Mapping[str, Any] | None, new: Components) -> list[str]:
-    """Human reasons why `new` components differ from a marker's `old` ones."""
-    if old is None:
-        return ["no marker yet"]
-    if old.get("schema") != new["schema"]:
-        return ["marker written by an older ssmake (fingerprint schema changed)"]
-    reasons: list[str] = []
-    reasons.extend(_diff_code(old.get("code", {}), new["code"]))
-    if old.get("image") != new["image"]:
-        reasons.extend(_diff_image(old.get("image", {}), new["image"]))
-    reasons.extend(_diff_inputs(old.get("inputs", {}), new["inputs"]))
-    reasons.extend(_diff_params(old.get("params", {}), new["params"]))
-    return reasons
-
-
-def _file_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[list[str], ...]:
-    added = sorted(set(new) - set(old))
-    removed = sorted(set(old) - set(new))
-    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
-    return added, removed, changed
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
-
-
-def _summarise(prefix: str, old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
-    added, removed, changed = _file_changes(old, new)
-    total = len(added) + len(removed) + len(changed)
-    if total == 0:
-        return []
-    if total <= 3:
-        out = [f"{prefix}: {name} changed" for name in changed]
-        out += [f"{prefix}: {name} added" for name in added]
-        out += [f"{prefix}: {name} removed" for name in removed]
-        return out
-    parts = []
-    if changed:
-        parts.append(_count(len(changed), "file") + " changed")
-    if added:
-        parts.append(_count(len(added), "file") + " added")
-    if removed:
-        parts.append(f"{len(removed)} removed")
-    return [f"{prefix}: " + ", ".join(parts)]
-
-
-def _diff_code(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    if old.get("entry_point") != new["entry_point"]:
-        reasons.append(f"code: entry point {old.get('entry_point')} -> {new['entry_point']}")
-    reasons.extend(_summarise("code", old.get("files", {}), new["files"]))
-    return reasons
-
-
-def _diff_image(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    for key in sorted(set(old) | set(new)):
-        if key == "context":
-            reasons.extend(_summarise("image context", old.get(key) or {}, new.get(key) or {}))
-        elif old.get(key) != new.get(key):
-            if key == "dockerfile":
-                reasons.append("image: Dockerfile changed")
-            else:
-                reasons.append(f"image.{key}: {old.get(key)} -> {new.get(key)}")
-    return reasons or ["image changed"]
-
-
-def _diff_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    for name in sorted(set(old) | set(new)):
-        o, n = old.get(name), new.get(name)
-        label = f"upstream {name[6:]}" if name.startswith("after:") else f"input {name}"
-        if o == n:
-            continue
-        if o is None:
-            reasons.append(f"{label}: added")
-        elif n is None:
-            reasons.append(f"{label}: removed")
-        elif o.get("kind") != n.get("kind"):
-            reasons.append(f"{label}: now {n.get('kind')} (was {o.get('kind')})")
-        elif o.get("distribution") != n.get("distribution"):
-            reasons.append(f"{label}: distribution {o.get('distribution')} -> {n['distribution']}")
-        elif n["kind"] == "path":
-            reasons.extend(_summarise(label, o.get("files", {}), n["files"]))
-        elif n["kind"] == "s3":
-            if o.get("uri") != n.get("uri"):
-                reasons.append(f"{label}: {o.get('uri')} -> {n.get('uri')}")
-            else:
-                old_objs = {k: json.dumps(v) for k, v in (o.get("objects") or {}).items()}
-                new_objs = {k: json.dumps(v) for k, v in (n.get("objects") or {}).items()}
-                reasons.extend(_summarise(label, old_objs, new_objs) or [f"{label}: changed"])
-        else:
-            task = n.get("task")
-            if o.get("task") != task or o.get("output") != n.get("output"):
-                reasons.append(f"{label}: now {task} {n.get('output', '')}".rstrip())
-            else:
-                reasons.append(f"upstream {task} has new outputs")
-    return reasons
-
-
-def _flat(prefix: str, value: object) -> dict[str, object]:
-    if isinstance(value, Mapping):
-        out: dict[str, object] = {}
-        for k, v in value.items():
-            out.update(_flat(f"{prefix}.{k}", v))
-        return out or {prefix: {}}
-    return {prefix: value}
-
-
-def _diff_params(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    o, n = _flat("", old), _flat("", new)
-    for key in sorted(set(o) | set(n)):
-        if o.get(key, "<unset>") == n.get(key, "<unset>"):
-            continue
-        name = key.lstrip(".")
-        if name.startswith("environment."):
-            reasons.append(f"{name}: value changed" if key in o and key in n else f"{name}: set")
-            if key not in n:
-                reasons[-1] = f"{name}: removed"
-            continue
-        reasons.append(f"{name}: {_show(o.get(key))} -> {_show(n.get(key))}")
-    return reasons
-
-
-def _show(value: object) -> str:
-    return "(unset)" if value is None else json.dumps(value)
+    def stat_digest(
+        self, task: Task, upstream: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[str, bool]:
+        """A digest of everything `fingerprint` reads, with files by their identity on
+        disk instead of their content, and whether it may be recorded: False while any
+        file is within the racy window. Equal digests mean equal fingerprints, as long
+        as a file's identity changes whenever its content does (the hash cache's own
+        assumption, with ctime_ns added)."""
+        identities = _Identities(self)
+        skeleton = self._components(task, upstream, identities)
+        return identities.digest(skeleton)

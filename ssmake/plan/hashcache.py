@@ -17,9 +17,18 @@ from pathlib import Path
 
 CACHE_VERSION = 1
 _CHUNK = 1 << 20
-# Below this size a thread pool costs more than it saves.
+# Files below this size are read whole and hashed on the calling thread: for them
+# a thread hand-off or a 1 MiB buffer costs more than the hashing.
+SMALL_FILE = 1 << 20
+# Below this many bytes of large files a thread pool costs more than it saves.
 _PARALLEL_MIN_BYTES = 4 << 20
-_RACY_NS = 2_000_000_000
+RACY_NS = 2_000_000_000
+
+
+def sha256_small(path: str | Path) -> str:
+    """The sha256 of a small file's content, read in one call."""
+    with open(path, "rb", buffering=0) as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def sha256_path(path: str | Path) -> str:
@@ -42,24 +51,32 @@ class HashCache:
     def __init__(self, path: Path | None, *, workers: int | None = None) -> None:
         self.path = path
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self._entries: dict[str, list[int | str]] = {}
+        self._loaded: dict[str, list[int | str]] | None = None
         self._dirty = False
         self.hashed_files = 0
         self.hashed_bytes = 0
-        if path is not None:
-            self._load(path)
 
-    def _load(self, path: Path) -> None:
+    @property
+    def _entries(self) -> dict[str, list[int | str]]:
+        # Read on first use: a plan that every task's stat digest answers never needs it.
+        if self._loaded is None:
+            self._loaded = self._load(self.path) if self.path is not None else {}
+        return self._loaded
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, list[int | str]]:
         try:
             doc = json.loads(path.read_bytes())
         except (OSError, ValueError):
-            return  # missing or corrupt: start empty, it is only a cache
+            return {}  # missing or corrupt: start empty, it is only a cache
         if (
             isinstance(doc, dict)
             and doc.get("version") == CACHE_VERSION
             and isinstance(doc.get("entries"), dict)
         ):
-            self._entries = doc["entries"]
+            entries: dict[str, list[int | str]] = doc["entries"]
+            return entries
+        return {}
 
     def _lookup(self, path: str, st: os.stat_result) -> str | None:
         entry = self._entries.get(path)
@@ -85,25 +102,40 @@ class HashCache:
             if cached is None:
                 missing.append(i)
         if missing:
-            todo_bytes = sum(files[i][1].st_size for i in missing)
-            paths = [files[i][0] for i in missing]
-            if self.workers > 1 and len(missing) > 1 and todo_bytes >= _PARALLEL_MIN_BYTES:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(self.workers) as pool:
-                    digests = list(pool.map(sha256_path, paths))
-            else:
-                digests = [sha256_path(p) for p in paths]
+            digests = self._hash([files[i] for i in missing])
             now = time.time_ns()
             for i, digest in zip(missing, digests, strict=True):
                 path, st = files[i]
                 result[i] = digest
                 self.hashed_files += 1
                 self.hashed_bytes += st.st_size
-                if now - st.st_mtime_ns > _RACY_NS:
+                if now - st.st_mtime_ns > RACY_NS:
                     self._entries[str(path)] = [st.st_ino, st.st_size, st.st_mtime_ns, digest]
                     self._dirty = True
         return [r for r in result if r is not None]
+
+    def _hash(self, files: Sequence[tuple[str | Path, os.stat_result]]) -> list[str]:
+        """Small files serially, read whole; large ones on a thread pool (hashlib
+        releases the GIL while it hashes a large buffer)."""
+        digests: list[str] = [""] * len(files)
+        large: list[int] = []
+        for i, (path, st) in enumerate(files):
+            if st.st_size < SMALL_FILE:
+                digests[i] = sha256_small(path)
+            else:
+                large.append(i)
+        large_bytes = sum(files[i][1].st_size for i in large)
+        if self.workers > 1 and len(large) > 1 and large_bytes >= _PARALLEL_MIN_BYTES:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.workers) as pool:
+                large_digests = pool.map(sha256_path, [files[i][0] for i in large])
+                for i, d in zip(large, large_digests, strict=True):
+                    digests[i] = d
+        else:
+            for i in large:
+                digests[i] = sha256_path(files[i][0])
+        return digests
 
     def save(self) -> None:
         """Write the cache if anything was added (atomically; a lost race only loses cache)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +93,13 @@ class RuleSet:
     rules: tuple[Rule, ...]
 
 
-def _read_rules(directory: Path, base: str) -> RuleSet | None:
+def _read_rules(
+    directory: Path, base: str, names: Collection[str] = IGNORE_FILES
+) -> RuleSet | None:
     rules: list[Rule] = []
     for name in IGNORE_FILES:
+        if name not in names:
+            continue
         try:
             text = (directory / name).read_text(errors="replace")
         except OSError:
@@ -116,6 +120,17 @@ def _ignored(rel: str, is_dir: bool, sets: list[RuleSet]) -> bool:
     return verdict
 
 
+def is_editor_file(name: str) -> bool:
+    # The last and first characters rule out nearly every name before the regex runs.
+    return (name[-1] in _EDITOR_LAST or name[0] in "#." or name == "4913") and bool(
+        EDITOR_FILES.match(name)
+    )
+
+
+_EDITOR_LAST = frozenset("px~#\n")
+Entry = tuple[str, os.stat_result, str]
+
+
 class IgnoreMatcher:
     """Answers "is this path ignored?" for paths under a project root."""
 
@@ -123,6 +138,10 @@ class IgnoreMatcher:
         self.root = root
         # Paths (relative, posix) that never count, such as download destinations.
         self.exclude = exclude
+        self._excluded_in: dict[str, set[str]] = {}
+        for rel in exclude:
+            parent, _, name = rel.rpartition("/")
+            self._excluded_in.setdefault(parent, set()).add(name)
         self._sets: dict[str, RuleSet | None] = {}
         self._in_force: dict[str, list[RuleSet]] = {}
 
@@ -156,56 +175,92 @@ class IgnoreMatcher:
                 return True
         return False
 
-    def walk(self, top: Path) -> Iterator[tuple[str, os.stat_result, str]]:
-        """Every file under `top` that is not ignored: (path relative to top, stat, path).
+    def walk(self, top: Path) -> list[Entry]:
+        """Every file under `top` that is not ignored: (path relative to top, stat, path),
+        in no particular order.
 
         Paths are strings: on a tree of many thousand files, Path objects cost more
-        than the stat calls.
+        than the stat calls. The rules in force are worked out once per directory;
+        a directory's ignore files are read only when its listing shows them.
         """
         top_rel = top.relative_to(self.root).as_posix() if top != self.root else ""
         if top_rel == ".":
             top_rel = ""
         if top_rel and self.is_ignored(top_rel, True):
-            return
-
-        def skip(rel_dir: str, rel: str, name: str, is_dir: bool) -> bool:
-            if name in ALWAYS_IGNORED or rel in self.exclude:
-                return True
-            if not is_dir and EDITOR_FILES.match(name):
-                return True
-            sets = self._sets_for(rel_dir)
-            return bool(sets) and _ignored(rel, is_dir, sets)
-
+            return []
         cut = len(top_rel) + 1 if top_rel else 0
-        for rel, st, path in walk_tree(str(top), top_rel, skip):
-            yield rel[cut:], st, path
+        out: list[Entry] = []
+        stack: list[tuple[str, str]] = [(str(top), top_rel)]
+        seen: set[tuple[int, int]] = set()
+        while stack:
+            directory, rel_dir = stack.pop()
+            entries = _listing(directory, seen)
+            if entries is None:
+                continue
+            names = {e.name for e in entries}
+            if rel_dir not in self._sets:
+                self._sets[rel_dir] = _read_rules(Path(directory), rel_dir, names)
+            sets = self._sets_for(rel_dir)
+            file_rules = any(not r.dir_only for rs in sets for r in rs.rules)
+            never = ALWAYS_IGNORED | self._excluded_in.get(rel_dir, set())
+            prefix = f"{rel_dir}/" if rel_dir else ""
+            for entry in entries:
+                name = entry.name
+                if name in never:
+                    continue
+                rel = prefix + name
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    continue
+                if is_dir:
+                    if not (sets and _ignored(rel, True, sets)):
+                        stack.append((entry.path, rel))
+                    continue
+                if is_editor_file(name) or (file_rules and _ignored(rel, False, sets)):
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue  # a dangling link has no content to hash
+                out.append((rel[cut:], st, entry.path))
+        return out
+
+
+def _listing(directory: str, seen: set[tuple[int, int]]) -> list[os.DirEntry[str]] | None:
+    """A directory's entries, or None when it cannot be read or was already walked
+    (through a symbolic link)."""
+    try:
+        st_dir = os.stat(directory)
+        if (st_dir.st_dev, st_dir.st_ino) in seen:
+            return None
+        seen.add((st_dir.st_dev, st_dir.st_ino))
+        with os.scandir(directory) as it:
+            return list(it)
+    except OSError:
+        return None
 
 
 SkipFn = Callable[[str, str, str, bool], bool]
 
 
-def walk_tree(top: str, top_rel: str, skip: SkipFn) -> Iterator[tuple[str, os.stat_result, str]]:
+def walk_tree(top: str, top_rel: str, skip: SkipFn) -> list[Entry]:
     """Every file under the directory `top`: (relative path, stat, path), relative
-    paths starting with `top_rel`. `skip(rel_dir, rel, name, is_dir)` prunes entries
-    (a skipped directory is not entered).
+    paths starting with `top_rel`, in no particular order. `skip(rel_dir, rel,
+    name, is_dir)` prunes entries (a skipped directory is not entered).
 
     Symlinked files count with their target's content; symlinked directories are
     followed once (a link back up the tree is not followed again); dangling links
     and unreadable directories are passed over.
     """
+    out: list[Entry] = []
     stack: list[tuple[str, str]] = [(top, top_rel)]
     seen: set[tuple[int, int]] = set()
     while stack:
         directory, rel_dir = stack.pop()
-        try:
-            st_dir = os.stat(directory)
-            if (st_dir.st_dev, st_dir.st_ino) in seen:
-                continue
-            seen.add((st_dir.st_dev, st_dir.st_ino))
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
+        entries = _listing(directory, seen)
+        if entries is None:
             continue
-        subdirs: list[tuple[str, str]] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             try:
@@ -215,11 +270,11 @@ def walk_tree(top: str, top_rel: str, skip: SkipFn) -> Iterator[tuple[str, os.st
             if skip(rel_dir, rel, entry.name, is_dir):
                 continue
             if is_dir:
-                subdirs.append((entry.path, rel))
+                stack.append((entry.path, rel))
                 continue
             try:
                 st = entry.stat()
             except OSError:
-                continue  # a dangling link has no content to hash
-            yield rel, st, entry.path
-        stack.extend(reversed(subdirs))
+                continue
+            out.append((rel, st, entry.path))
+    return out

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from ssmake.errors import KeyNotFound
 from ssmake.plan import layout
-from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter, explain_changes
+from ssmake.plan.explain import explain_changes
+from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter
+from ssmake.plan.statdigest import StatDigests, marker_hash
 from ssmake.project.graph import select
 from ssmake.project.model import Project, Task
 
@@ -44,20 +46,28 @@ class TaskPlan:
 class Planner:
     """Reads markers and run records from the store and fingerprints tasks."""
 
-    def __init__(self, project: Project, store: Store, fingerprinter: Fingerprinter) -> None:
+    def __init__(
+        self,
+        project: Project,
+        store: Store,
+        fingerprinter: Fingerprinter,
+        digests: StatDigests | None = None,
+    ) -> None:
         self.project = project
         self.store = store
         self.fingerprinter = fingerprinter
+        self.digests = digests
         self._lock = threading.Lock()
 
-    def _read_json(self, key: str) -> Marker | None:
+    def _read_raw(self, key: str) -> bytes | None:
         try:
-            doc = json.loads(self.store.get(key))
+            return self.store.get(key)
         except KeyNotFound:
             return None
-        except ValueError:
-            return None  # unreadable: as if absent, so the task reruns and rewrites it
-        return doc if isinstance(doc, dict) and isinstance(doc.get("fingerprint"), str) else None
+
+    def _read_json(self, key: str) -> Marker | None:
+        raw = self._read_raw(key)
+        return None if raw is None else _parse(raw)
 
     def read_marker(self, task: str) -> Marker | None:
         return self._read_json(layout.marker_key(self.project.name, task))
@@ -91,8 +101,17 @@ class Planner:
         forced: bool,
     ) -> tuple[TaskPlan, Fingerprint, Marker | None]:
         """The verdict for one task whose upstream markers are final."""
+        raw = self._read_raw(layout.marker_key(self.project.name, task.name))
+        stat: tuple[str, bool] | None = None
+        if self.digests is not None and raw is not None and not forced:
+            known = {name: m for name, m in upstream.items() if m is not None}
+            with self._lock:
+                stat = self.fingerprinter.stat_digest(task, known)
+            record = self.digests.get(task.name, stat[0], marker_hash(raw))
+            if record is not None:
+                return self._judge_recorded(task, upstream, record)
         fp = self.fingerprint(task, upstream)
-        marker = self.read_marker(task.name)
+        marker = None if raw is None else _parse(raw)
         plan = TaskPlan(task.name, "stale", fingerprint=fp.value)
         if marker is not None:
             plan.job = marker.get("job")
@@ -103,8 +122,19 @@ class Planner:
         if marker is not None and current and marker.get("fingerprint") == fp.value:
             if self.outputs_present(marker):
                 plan.state = "up-to-date"
+                if stat is not None and stat[1] and raw is not None and self.digests is not None:
+                    self.digests.put(
+                        task.name,
+                        {
+                            "stat": stat[0],
+                            "marker": marker_hash(raw),
+                            "fingerprint": fp.value,
+                            "job": marker.get("job"),
+                            "outputs": marker.get("outputs") or {},
+                        },
+                    )
                 return plan, fp, marker
-            plan.reasons = ["outputs of the last run are missing from the store"]
+            plan.reasons = [_OUTPUTS_MISSING]
             return plan, fp, marker
         old = marker.get("components") if marker is not None else None
         if marker is not None and not current:
@@ -115,6 +145,26 @@ class Planner:
         if record is not None and self.outputs_present(record):
             plan.restorable = True
             plan.reasons.append(f"an earlier run matches ({record.get('job')}): will restore it")
+        return plan, fp, marker
+
+    def _judge_recorded(
+        self, task: Task, upstream: Mapping[str, Marker | None], record: Marker
+    ) -> tuple[TaskPlan, Fingerprint, Marker | None]:
+        """The verdict when the stat digest and the marker are those of a record: the
+        fingerprint is the marker's, so only the outputs are left to check."""
+        marker: Marker = {
+            "schema": SCHEMA_VERSION,
+            "fingerprint": record["fingerprint"],
+            "job": record.get("job"),
+            "outputs": record.get("outputs") or {},
+        }
+        fp = Fingerprint(
+            record["fingerprint"], compute=lambda: self.fingerprint(task, upstream).components
+        )
+        plan = TaskPlan(task.name, "up-to-date", fingerprint=fp.value, job=marker["job"])
+        if not self.outputs_present(marker):
+            plan.state = "stale"
+            plan.reasons = [_OUTPUTS_MISSING]
         return plan, fp, marker
 
     def plan(self, targets: Collection[str], force: Collection[str] = ()) -> list[TaskPlan]:
@@ -167,3 +217,14 @@ class Planner:
             else:
                 future_markers[name] = None
         return [plans[n] for n in names]
+
+
+_OUTPUTS_MISSING = "outputs of the last run are missing from the store"
+
+
+def _parse(raw: bytes) -> Marker | None:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None  # unreadable: as if absent, so the task reruns and rewrites it
+    return doc if isinstance(doc, dict) and isinstance(doc.get("fingerprint"), str) else None
