@@ -12,9 +12,9 @@ from ssmake.errors import ConfigError
 from ssmake.events import Reporter
 from ssmake.plan.fingerprint import Fingerprinter, S3Lister
 from ssmake.plan.hashcache import HashCache
-from ssmake.project.model import Project
 from ssmake.plan.planner import Planner
 from ssmake.plan.statdigest import StatDigests
+from ssmake.project.model import Project
 from ssmake.stores import Store, open_store
 
 if TYPE_CHECKING:
