@@ -9,10 +9,10 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from ssmake.plan import layout
-from ssmake.stores.archive import extract
 from ssmake.errors import StoreError
+from ssmake.plan import layout
 from ssmake.stores import Store
+from ssmake.stores.archive import extract
 
 STAMP = ".ssmake-job"
 _LOG_NAME = re.compile(r"algo-([1-9][0-9]*)\.log")

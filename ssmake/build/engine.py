@@ -9,6 +9,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ssmake.backends import Backend
+from ssmake.build.inflight import Retry
+from ssmake.build.runner import TaskRunner
 from ssmake.errors import SsmakeError
 from ssmake.events import (
     Reporter,
@@ -19,11 +21,9 @@ from ssmake.events import (
     TaskStarted,
     TaskUpToDate,
 )
-from ssmake.project.graph import select
-from ssmake.build.inflight import Retry
-from ssmake.project.model import Project
 from ssmake.plan.planner import Marker, Planner
-from ssmake.build.runner import TaskRunner
+from ssmake.project.graph import select
+from ssmake.project.model import Project
 
 
 @dataclass

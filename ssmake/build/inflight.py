@@ -34,10 +34,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ssmake.plan import layout
 from ssmake.backends import Backend
 from ssmake.errors import KeyNotFound, StoreError, TaskFailed
 from ssmake.events import Notice, Reporter
+from ssmake.plan import layout
 from ssmake.stores import Store
 
 POLL_SECONDS = 0.5

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import worker_toolkit
-from ssmake.plan import layout
-from ssmake.stores.archive import pack_code
 from ssmake.backends import Backend
+from ssmake.backends.local.executor import JobResult, describe_local_failure
 from ssmake.build.downloads import download_results, downloaded_job
+from ssmake.build.inflight import Claim, InflightRecords, Retry
 from ssmake.errors import TaskFailed
 from ssmake.events import (
     JobLaunched,
@@ -27,14 +27,14 @@ from ssmake.events import (
     SyncProgress,
     TaskRestored,
 )
-from ssmake.backends.local.executor import JobResult, describe_local_failure
+from ssmake.plan import layout
 from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint
 from ssmake.plan.hashcache import sha256_path
-from ssmake.build.inflight import Claim, InflightRecords, Retry
 from ssmake.plan.jobspec import Channel, build_job_spec
-from ssmake.project.model import Project, Task
 from ssmake.plan.planner import Marker, Planner
+from ssmake.project.model import Project, Task
 from ssmake.stores import ProgressFn, Store
+from ssmake.stores.archive import pack_code
 
 ImageResolver = Callable[[Task], str]
 

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ssmake.plan import layout
-from ssmake.project.load import load_project
 from ssmake.build.engine import BuildResult
 from ssmake.errors import EXIT_INTERRUPTED, EXIT_OK, SsmakeError
 from ssmake.events import Event, JobLaunched, TaskDone, TaskFailedEvent, TaskStarted
-from ssmake.project.graph import downstream, select
+from ssmake.plan import layout
 from ssmake.plan.ignore import ALWAYS_IGNORED, IGNORE_FILES, IgnoreMatcher
+from ssmake.project.graph import downstream, select
+from ssmake.project.load import load_project
 from ssmake.project.model import Project, Task
 from ssmake.ui.report import PlainReporter
 
