@@ -1,4 +1,4 @@
-"""`ssmake watch`: after every save that matters, build what became stale.
+"""The watch loop: after every save that matters, build what became stale.
 
 watchdog reports the saves under the directories a Scope plans (what selected
 tasks read, never the store or outputs); the ones that can change a selected
@@ -21,7 +21,6 @@ Decisions beyond DESIGN.md:
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import os
 import queue
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
 from ssmake.build.engine import BuildResult
-from ssmake.errors import EXIT_INTERRUPTED, EXIT_OK, SsmakeError
+from ssmake.errors import SsmakeError
 from ssmake.events import Event, JobLaunched, TaskDone, TaskFailedEvent, TaskStarted
 from ssmake.plan import layout
 from ssmake.plan.ignore import ALWAYS_IGNORED, IGNORE_FILES, IgnoreMatcher
@@ -609,38 +608,3 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-def watch(args: argparse.Namespace) -> int:
-    """`ssmake watch`: runs until Ctrl-C, then exits 130."""
-    ssmfile = Path(args.ssmfile) if args.ssmfile else None
-    if ssmfile is not None and not ssmfile.is_absolute():
-        ssmfile = Path.cwd() / ssmfile
-    view = make_view(verbosity=int(args.verbose) - int(args.quiet))
-    watcher = Watcher(
-        Path(args.directory),
-        ssmfile=ssmfile,
-        targets=args.targets,
-        backend=args.backend,
-        on_busy=args.on_busy,
-        debounce=max(0, args.debounce) / 1000,
-        jobs=args.jobs,
-        view=view,
-    )
-    try:
-        watcher.start()
-        watcher.join()
-    except KeyboardInterrupt:
-        view.note("stopping (Ctrl-C)")
-        watcher.stop()
-        view.close()
-        lines = ["stopped (Ctrl-C); no marker was written for unfinished tasks"]
-        lines += [
-            f"job {job} of task {task} keeps running; the next ssmake reattaches"
-            for task, job in watcher.left_running
-        ]
-        for line in lines:
-            print(f"ssmake: watch: {line}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    view.close()
-    return EXIT_OK

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
-from ssmake.errors import SsmakeError
+from ssmake.errors import EXIT_OK, SsmakeError
 
 SSMFILE = """\
 # ssmake project: each [tasks.NAME] is a training job. Run `ssmake` to build.
@@ -48,3 +50,9 @@ def write_example(directory: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return list(files)
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in write_example(Path(args.directory)):
+        print(f"created {path}", file=sys.stderr)
+    return EXIT_OK

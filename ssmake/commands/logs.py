@@ -1,0 +1,78 @@
+"""`ssmake logs TASK`: the log lines of the task's last job; with -F, follow a running one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ssmake.build.inflight import holder_alive
+from ssmake.commands import common
+from ssmake.errors import EXIT_OK, SsmakeError
+from ssmake.plan import layout
+from ssmake.project.graph import select
+
+if TYPE_CHECKING:
+    from ssmake.build.session import Session
+
+
+def run(args: argparse.Namespace) -> int:
+    session = common.session(args)
+    select(session.project, [args.task])
+    marker = session.planner.read_marker(args.task)
+    inflight = session.planner.read_inflight(args.task)
+    job = (inflight or {}).get("job") or (marker or {}).get("job")
+    if not job:
+        raise SsmakeError(f"task {args.task} has no job yet: run 'ssmake {args.task}' first")
+    if args.follow and inflight is not None:
+        return _follow(session, args.task, str(job))
+    prefix = layout.logs_prefix(session.project.name, args.task, str(job))
+    objects = list(session.store.list(prefix))
+    if not objects:
+        run_logs = session.work_dir / "runs" / str(job) / "logs"
+        files = sorted(run_logs.glob("*.log")) if run_logs.is_dir() else []
+        if not files:
+            raise SsmakeError(f"no logs stored for job {job} of task {args.task}")
+        for path in files:
+            for line in path.read_text(errors="replace").splitlines():
+                print(f"[{path.stem}] {line}")
+        return EXIT_OK
+    for obj in objects:
+        host = obj.key[len(prefix) :].removesuffix(".log")
+        for line in session.store.get(obj.key).decode(errors="replace").splitlines():
+            print(f"[{host}] {line}")
+    return EXIT_OK
+
+
+def _follow(session: Session, task: str, job: str) -> int:
+    """Print a running job's log lines as they come, until it ends."""
+    backend = session.backend()
+    if backend.detaches:
+        result = backend.wait(
+            job,
+            lambda host, line: print(f"[{host}] {line}", flush=True),
+            lambda status: print(f"ssmake: {task}: {status}", file=sys.stderr),
+            threading.Event(),
+        )
+        print(f"ssmake: {task}: job {job} {result.status.lower()}", file=sys.stderr)
+        return EXIT_OK
+    logs = session.work_dir / "runs" / job / "logs"
+    offsets: dict[Path, int] = {}
+    while True:
+        record = session.planner.read_inflight(task)
+        # A record whose ssmake process died is no running job: stop following.
+        running = record is not None and holder_alive(record)
+        for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+            with path.open("rb") as f:
+                f.seek(offsets.get(path, 0))
+                data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            offsets[path] = offsets.get(path, 0) + len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                print(f"[{path.stem}] {line}", flush=True)
+        if not running:
+            return EXIT_OK
+        time.sleep(0.2)
