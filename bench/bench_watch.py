@@ -28,8 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ssmake.build.watch import PlainWatchView, Watcher  # noqa: E402
+from ssmake.build.watch import Watcher  # noqa: E402
 from ssmake.events import Event, JobLaunched  # noqa: E402
+from ssmake.ui.watch_board import PlainWatchView  # noqa: E402
 
 SSMFILE = """
 [project]

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import ProjectDir
 
-from ssmake.build.watch import PlainWatchView, Watcher
+from ssmake.build.watch import Watcher
+from ssmake.ui.watch_board import PlainWatchView
 
 REPO = Path(__file__).resolve().parent.parent
 BOUND = 10.0

@@ -1,12 +1,14 @@
 """The watch loop: after every save that matters, build what became stale.
 
-watchdog reports the saves under the directories a Scope plans (what selected
-tasks read, never the store or outputs); the ones that can change a selected
-task's fingerprint (not ignored, read by a task, the Ssmfile, an ignore file)
-reach the Watcher's inbox. One loop thread debounces them into batches and runs
-one build at a time in a build thread. A batch that settles during a build is
-queued (one follow-up build however many saves), or with on_busy="restart" it
-stops the build when a running task is affected, and builds again.
+A SaveObserver (observer.py) reports the saves under the directories the Scope
+(plan/watch_scope.py) plans: what selected tasks read, never the store or
+outputs. Those that can change a selected task's fingerprint (not ignored, read
+by a task, the Ssmfile, an ignore file) reach the Watcher's inbox. One loop
+thread debounces them into batches and runs one build at a time in a build
+thread. A batch that settles during a build is queued (one follow-up build
+however many saves), or with on_busy="restart" it stops the build when a running
+task is affected, and builds again. The caller passes in the WatchView that shows
+it all (ui/watch_board.py has the terminal's).
 
 Decisions beyond DESIGN.md:
 - a batch builds the tasks whose files changed and their downstream tasks (their
@@ -21,44 +23,24 @@ Decisions beyond DESIGN.md:
 
 from __future__ import annotations
 
-import fnmatch
-import os
 import queue
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ssmake.build.engine import BuildResult
+from ssmake.build.observer import SaveObserver
 from ssmake.errors import SsmakeError
 from ssmake.events import Event, JobLaunched, TaskDone, TaskFailedEvent, TaskStarted
 from ssmake.plan import layout
-from ssmake.plan.ignore import ALWAYS_IGNORED, IGNORE_FILES, IgnoreMatcher
-from ssmake.project.graph import downstream, select
+from ssmake.plan.watch_scope import Scope
+from ssmake.project.graph import downstream
 from ssmake.project.load import load_project
-from ssmake.project.model import Project, Task
-from ssmake.ui.report import PlainReporter
+from ssmake.project.model import Project
 
-if TYPE_CHECKING:
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers.api import BaseObserver, ObservedWatch
-
-# Files editors write beside the one being saved (vim's swap files and its
-# "4913" write test, emacs locks and autosaves, backups, JetBrains' safe write).
-EDITOR_FILES = (
-    "*.swp",
-    "*.swx",
-    "*~",
-    ".#*",
-    "#*#",
-    "4913",
-    "*.tmp",
-    "*___jb_tmp___",
-    "*___jb_old___",
-)
 # Outcomes of tasks a build did not get to: the next build owes them a run.
 _UNFINISHED = ("skipped", "interrupted")
 
@@ -77,149 +59,9 @@ class WatchView(Protocol):
     def close(self) -> None: ...
 
 
-class PlainWatchView(PlainReporter):
-    """Plain lines, for pipes and logs: `ssmake: watch: change in x.py: rebuilding`."""
-
-    def build_started(self, trigger: Sequence[str]) -> None:
-        pass  # the watcher's note already says what triggered the build
-
-    def note(self, message: str) -> None:
-        if self.verbosity >= 0:
-            self._say(f"ssmake: watch: {message}")
-
-    def error(self, message: str) -> None:
-        self._say(f"ssmake: error: {message}")
-
-    def close(self) -> None:
-        pass
-
-
-def make_view(stream: IO[str] | None = None, *, verbosity: int = 0) -> WatchView:
-    """The live board on a terminal, plain lines otherwise."""
-    target = stream if stream is not None else sys.stderr
-    if target.isatty():
-        from ssmake.ui.board import Board
-
-        return Board(target, verbosity=verbosity)
-    return PlainWatchView(target, verbosity=verbosity)
-
-
-def _within(path: Path, top: Path) -> bool:
-    return path == top or top in path.parents
-
-
 def _describe(names: Sequence[str], limit: int = 3) -> str:
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
-
-
-def task_reads(project: Project, task: Task) -> tuple[Path, ...]:
-    """The files and directories a task's fingerprint reads (resolved as the
-    Fingerprinter resolves them)."""
-    names = [task.source_dir or task.entry_point, *task.dependencies]
-    names += [n for n in (task.requirements, task.dockerfile) if n is not None]
-    names += [i.path for i in task.inputs if i.path is not None]
-    paths = [Path(n).expanduser() for n in names]
-    return tuple((p if p.is_absolute() else project.root / p).resolve() for p in paths)
-
-
-def _never_read(project: Project) -> tuple[Path, ...]:
-    """Output paths, and the store when it is a directory."""
-    places = [t.output_path for t in project.tasks.values() if t.output_path]
-    if not project.store.startswith("s3://"):
-        places.append(project.store or ".ssmake")
-    paths = {Path(os.path.normpath(project.root / Path(p).expanduser())) for p in places}
-    return tuple(sorted(p for p in paths if p != project.root))
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which saves matter to the selected tasks of a project, and where to watch."""
-
-    root: Path
-    ssmfile: Path
-    tasks: tuple[str, ...]  # the selected tasks, upstream first
-    reads: dict[str, tuple[Path, ...]]
-    never_read: tuple[Path, ...]
-    matcher: IgnoreMatcher
-
-    @classmethod
-    def of(cls, project: Project, targets: Sequence[str]) -> Scope:
-        tasks = tuple(select(project, list(targets)))
-        reads = {name: task_reads(project, project.tasks[name]) for name in tasks}
-        hidden = _never_read(project)
-        inside = frozenset(
-            p.relative_to(project.root).as_posix() for p in hidden if _within(p, project.root)
-        )
-        matcher = IgnoreMatcher(project.root, inside)
-        return cls(project.root, project.ssmfile.resolve(), tasks, reads, hidden, matcher)
-
-    def ignored(self, path: Path, is_dir: bool) -> bool:
-        if any(fnmatch.fnmatchcase(path.name, pattern) for pattern in EDITOR_FILES):
-            return True
-        if path == self.ssmfile or path == self.root:
-            return False
-        if any(_within(path, p) for p in self.never_read):
-            return True
-        if not _within(path, self.root):
-            return any(part in ALWAYS_IGNORED for part in path.parts)
-        return self.matcher.is_ignored(path.relative_to(self.root).as_posix(), is_dir)
-
-    def affected(self, paths: Iterable[Path]) -> set[str]:
-        """Selected tasks that read one of `paths` (or a directory holding one)."""
-        paths = list(paths)
-        return {
-            name
-            for name, reads in self.reads.items()
-            if any(_within(p, r) or _within(r, p) for p in paths for r in reads)
-        }
-
-    def replans_all(self, path: Path) -> bool:
-        return path == self.ssmfile or path.name in IGNORE_FILES
-
-    def matters(self, path: Path) -> bool:
-        return self.replans_all(path) or bool(self.affected([path]))
-
-    def names(self, paths: Iterable[Path]) -> tuple[str, ...]:
-        """Paths as the user writes them: relative to the root when inside it."""
-        return tuple(
-            p.relative_to(self.root).as_posix() if _within(p, self.root) else str(p) for p in paths
-        )
-
-    def watch_plan(self) -> dict[Path, bool]:
-        """Directories to watch, each recursively or not: every save that matters is
-        seen, and the store, outputs and .git are never watched (on Linux a recursive
-        watch costs one inotify watch per directory below it)."""
-        plan: dict[Path, bool] = {self.root: False, self.ssmfile.parent: False}
-        for read in sorted({r for reads in self.reads.values() for r in reads}):
-            top = read
-            while not top.exists() and top.parent != top:
-                top = top.parent  # its creation is seen there
-            for parent in top.parents:
-                if parent == self.root or not _within(parent, self.root):
-                    break
-                plan.setdefault(parent, False)
-            if top == read and top.is_dir():
-                self._expand(top, plan)
-            else:
-                plan.setdefault(top if top.is_dir() else top.parent, False)
-        recursive = [d for d, r in plan.items() if r]
-        return {
-            d: r for d, r in plan.items() if not any(o != d and _within(d, o) for o in recursive)
-        }
-
-    def _expand(self, directory: Path, plan: dict[Path, bool]) -> None:
-        if directory != self.root and not any(_within(p, directory) for p in self.never_read):
-            plan[directory] = True
-            return
-        plan.setdefault(directory, False)
-        try:
-            children = sorted(directory.iterdir())
-        except OSError:
-            return
-        for child in children:
-            if child.is_dir() and not child.is_symlink() and not self.ignored(child, True):
-                self._expand(child, plan)
 
 
 @dataclass
@@ -256,7 +98,7 @@ class Watcher:
         on_busy: str = "queue",
         debounce: float = 0.1,
         jobs: int = 1,
-        view: WatchView | None = None,
+        view: WatchView,
     ) -> None:
         self.root = root.resolve()
         self.ssmfile = ssmfile
@@ -265,7 +107,7 @@ class Watcher:
         self.on_busy = on_busy
         self.debounce = debounce
         self.jobs = jobs
-        self.view = view if view is not None else make_view()
+        self.view = view
         self.builds: list[Build] = []
         self.config_error: str | None = None
         self.queued: tuple[str, ...] = ()  # settled changes waiting for the running build
@@ -279,9 +121,7 @@ class Watcher:
         self._owed: set[str] = set()  # tasks an interrupted build did not finish
         self._build_thread: threading.Thread | None = None
         self._loop_thread: threading.Thread | None = None
-        self._observer: BaseObserver | None = None
-        self._handler: FileSystemEventHandler | None = None
-        self._watches: dict[Path, tuple[ObservedWatch, bool, tuple[int, int]]] = {}
+        self._observer = SaveObserver(self._on_save)
         self._crash: BaseException | None = None
         self._stopping = threading.Event()
 
@@ -291,19 +131,7 @@ class Watcher:
         """Load the project (ConfigError if invalid), watch, and start the first build."""
         self._project = load_project(self.root, self.ssmfile)
         self._scope = Scope.of(self._project, self.targets)
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        watcher = self
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                watcher._on_fs_event(event)
-
-        self._handler = Handler()
-        self._observer = Observer()
-        self._rewatch()
-        self._observer.start()
+        self._observer.start(self._scope.watch_plan())
         self._loop_thread = threading.Thread(target=self._loop, name="watch", daemon=True)
         self._loop_thread.start()
 
@@ -317,9 +145,7 @@ class Watcher:
         self._inbox.put(_Stop())
         if self._loop_thread is not None:
             self._loop_thread.join()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join()
+        self._observer.stop()
 
     def join(self) -> None:
         """Wait until the watch ends: after stop(), or on a bug (re-raised here)."""
@@ -349,58 +175,15 @@ class Watcher:
     # -- events in ------------------------------------------------------------------
 
     def _rewatch(self) -> None:
-        """Watch what the scope needs now, including directories created or recreated
-        since; stop watching the rest."""
-        from watchdog.events import (
-            DirCreatedEvent,
-            DirDeletedEvent,
-            DirMovedEvent,
-            FileClosedEvent,
-            FileCreatedEvent,
-            FileDeletedEvent,
-            FileModifiedEvent,
-            FileMovedEvent,
-        )
+        """Watch what the scope needs now (directories come and go)."""
+        assert self._scope is not None
+        self._observer.rewatch(self._scope.watch_plan())
 
-        # Not opens and reads: a build reads every file it hashes.
-        kinds: list[type[FileSystemEvent]] = [
-            FileCreatedEvent,
-            FileModifiedEvent,
-            FileClosedEvent,
-            FileDeletedEvent,
-            FileMovedEvent,
-            DirCreatedEvent,
-            DirDeletedEvent,
-            DirMovedEvent,
-        ]
-        assert self._scope is not None and self._observer is not None
-        assert self._handler is not None
-        plan = self._scope.watch_plan()
-        for path, (old, recursive, was) in list(self._watches.items()):
-            # A directory deleted (and maybe created again) lost its watch.
-            if plan.get(path) != recursive or _identity(path) != was:
-                self._observer.unschedule(old)
-                del self._watches[path]
-        for path, recursive in plan.items():
-            identity = _identity(path)
-            if path in self._watches or identity is None:
-                continue
-            try:
-                watch = self._observer.schedule(
-                    self._handler, str(path), recursive=recursive, event_filter=kinds
-                )
-            except OSError:
-                continue  # gone meanwhile: the next batch looks again
-            self._watches[path] = (watch, recursive, identity)
-
-    def _on_fs_event(self, event: FileSystemEvent) -> None:
+    def _on_save(self, paths: Sequence[Path], is_directory: bool) -> None:
         scope = self._scope
         assert scope is not None
-        for raw in (event.src_path, event.dest_path):
-            if not raw:
-                continue
-            path = Path(os.fsdecode(raw))
-            if scope.ignored(path, event.is_directory):
+        for path in paths:
+            if scope.ignored(path, is_directory):
                 continue
             # While the Ssmfile is broken, any save may fix it (a missing entry point).
             if self.config_error is not None or scope.matters(path):
@@ -600,11 +383,3 @@ class Watcher:
         with self._cond:
             self._current = None
             self._cond.notify_all()
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)

@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ssmake.build.watch import Watcher, make_view
+from ssmake.build.watch import Watcher
 from ssmake.commands import common
 from ssmake.errors import EXIT_INTERRUPTED, EXIT_OK
+from ssmake.ui.watch_board import make_view
 
 
 def run(args: argparse.Namespace) -> int:

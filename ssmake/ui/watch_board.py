@@ -1,9 +1,10 @@
-"""The live board of `ssmake watch` on a terminal: one row per task with its state
-and elapsed time, the last log lines of running jobs, what triggered the last
-build, and the watcher's latest message."""
+"""What `ssmake watch` shows: on a terminal a live board (one row per task with its
+state and elapsed time, the last log lines of running jobs, what triggered the
+last build, and the watcher's latest message), plain lines otherwise."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from ssmake.events import (
     TaskStarted,
     TaskUpToDate,
 )
-from ssmake.ui.report import describe
+from ssmake.ui.report import PlainReporter, describe
 
 _STYLES = {
     "running": "yellow",
@@ -165,3 +166,28 @@ class Board:
 
 def _seconds(took: float) -> str:
     return f"{took:.1f}s" if took < 10 else f"{took:.0f}s"
+
+
+class PlainWatchView(PlainReporter):
+    """Plain lines, for pipes and logs: `ssmake: watch: change in x.py: rebuilding`."""
+
+    def build_started(self, trigger: Sequence[str]) -> None:
+        pass  # the watcher's note already says what triggered the build
+
+    def note(self, message: str) -> None:
+        if self.verbosity >= 0:
+            self._say(f"ssmake: watch: {message}")
+
+    def error(self, message: str) -> None:
+        self._say(f"ssmake: error: {message}")
+
+    def close(self) -> None:
+        pass
+
+
+def make_view(stream: IO[str] | None = None, *, verbosity: int = 0) -> Board | PlainWatchView:
+    """The live board on a terminal, plain lines otherwise."""
+    target = stream if stream is not None else sys.stderr
+    if target.isatty():
+        return Board(target, verbosity=verbosity)
+    return PlainWatchView(target, verbosity=verbosity)
