@@ -11,7 +11,7 @@ from typing import Any
 
 from ssmake.errors import StoreError
 from ssmake.plan import layout
-from ssmake.stores import Store
+from ssmake.stores import Store, local_path
 from ssmake.stores.archive import extract
 
 STAMP = ".ssmake-job"
@@ -67,18 +67,6 @@ def download_results(
             written.append(target)
     (dest / STAMP).write_text(job)
     return written
-
-
-def local_path(root: Path, rel: str, uri: str) -> Path:
-    """Where the object `uri`, named `rel` below the prefix being fetched, lands in
-    `root`. Keys in a bucket are any text: one that would land outside `root`
-    (absolute, or through `..`) is refused, as the archive rules refuse a member."""
-    if not rel or rel.startswith("/") or ".." in rel.split("/") or "\0" in rel:
-        raise StoreError(
-            f"refusing to download {uri}: its name would put it outside {root}; "
-            "rename or remove that object"
-        )
-    return root / rel
 
 
 def _unstamp(dest: Path) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ssmake.errors import StoreError
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -117,3 +119,15 @@ def store_for_uri(uri: str, *, region: str | None = None) -> tuple[Store, str]:
     from ssmake.stores.local import LocalStore
 
     return LocalStore(Path("/")), uri.removeprefix("file://").lstrip("/")
+
+
+def local_path(root: Path, rel: str, uri: str) -> Path:
+    """Where the object `uri`, named `rel` below the prefix being fetched, lands in
+    `root`. Keys in a bucket are any text: one that would land outside `root`
+    (absolute, or through `..`) is refused, as the archive rules refuse a member."""
+    if not rel or rel.startswith("/") or ".." in rel.split("/") or "\0" in rel:
+        raise StoreError(
+            f"refusing to download {uri}: its name would put it outside {root}; "
+            "rename or remove that object"
+        )
+    return root / rel

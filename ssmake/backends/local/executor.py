@@ -24,11 +24,10 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from ssmake.backends.local.venvs import python_for_requirements
-from ssmake.build.downloads import local_path
 from ssmake.errors import BackendError
 from ssmake.plan.hashcache import sha256_path
 from ssmake.plan.jobspec import JobSpec, sagemaker_param, user_hyperparameters
-from ssmake.stores import ObjectInfo, Store, store_for_uri
+from ssmake.stores import ObjectInfo, Store, local_path, store_for_uri
 from ssmake.stores.archive import extract, pack_dirs
 
 if TYPE_CHECKING:
