@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from ssmake import aws as ssmake_aws
-from ssmake.backends.local.executor import JobResult, LocalExecutor
+from ssmake.backends import JobResult
+from ssmake.backends.local.executor import LocalExecutor
 from ssmake.plan.jobspec import JobSpec
 from ssmake.stores.s3 import S3Store
 

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ssmake.plan.jobspec import JobSpec
 
-if TYPE_CHECKING:
-    from ssmake.backends.local.executor import JobResult
-
 LogFn = Callable[[str, str], None]
 StatusFn = Callable[[str], None]
+# How many of its last log lines a failed job's result keeps.
+LOG_TAIL_LINES = 30
+
+
+@dataclass
+class JobResult:
+    """How a job ended: Completed, Failed or Stopped, with the failing instance's log tail."""
+
+    status: str
+    failure_reason: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+
+
+def describe_local_failure(result: JobResult) -> str:
+    tail = "\n".join(f"  | {line}" for line in result.log_tail)
+    return f"{result.failure_reason}\n{tail}" if tail else result.failure_reason
 
 
 class Backend(Protocol):

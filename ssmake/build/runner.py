@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import worker_toolkit
-from ssmake.backends import Backend
-from ssmake.backends.local.executor import JobResult, describe_local_failure
+from ssmake.backends import Backend, JobResult, describe_local_failure
 from ssmake.build.downloads import download_results, downloaded_job
 from ssmake.build.inflight import Claim, InflightRecords, Retry
 from ssmake.errors import TaskFailed

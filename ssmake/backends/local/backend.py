@@ -7,13 +7,9 @@ import signal
 import threading
 from pathlib import Path
 
-from ssmake.backends import LogFn, StatusFn
-from ssmake.backends.local.executor import (
-    JobResult,
-    LocalExecutor,
-    job_process_groups,
-    recover_abandoned,
-)
+from ssmake.backends import JobResult, LogFn, StatusFn
+from ssmake.backends.local.executor import LocalExecutor
+from ssmake.backends.local.supervise import job_process_groups, recover_abandoned
 from ssmake.errors import BackendError
 from ssmake.images.resolve import is_local_label
 from ssmake.plan.jobspec import JobSpec

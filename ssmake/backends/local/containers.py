@@ -3,7 +3,7 @@
 The container sees the instance's directories where SageMaker puts them
 (`/opt/ml/{code,input,model,output}`, state at `/state`) and runs the entry
 point as SageMaker's framework containers do: requirements first, then
-`python ENTRY ARGS` in `/opt/ml/code`. `ContainerProcess` gives the executor the
+`python ENTRY ARGS` in `/opt/ml/code`. `ContainerProcess` gives the supervisor the
 little of `subprocess.Popen` it uses (stdout, poll, returncode, a signal), so
 logs, failures, max_run and Ctrl-C work as for a process.
 """
@@ -40,7 +40,7 @@ def mounts(base: Path, state: Path) -> dict[str, dict[str, str]]:
 
 
 class ContainerProcess:
-    """A started container, looked at the way the executor looks at a process."""
+    """A started container, looked at the way the supervisor looks at a process."""
 
     def __init__(
         self,

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ssmake import aws
-from ssmake.backends import LogFn, StatusFn
-from ssmake.backends.local.executor import LOG_TAIL_LINES, JobResult
+from ssmake.backends import LOG_TAIL_LINES, JobResult, LogFn, StatusFn
 from ssmake.errors import ConfigError, StoreError
 from ssmake.plan.jobspec import JobSpec
 from ssmake.project.model import Task

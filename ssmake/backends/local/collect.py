@@ -1,0 +1,58 @@
+"""What a local job leaves in the store when it ends, where SageMaker puts it.
+
+The logs of every instance, the state any instance changed (whatever the
+outcome: it is what a rerun resumes from), and on success `model.tar.gz`, the
+merged model directories, and `output.tar.gz`, the first instance's output data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ssmake.backends import JobResult
+from ssmake.backends.local.instances import Instance
+from ssmake.plan.hashcache import sha256_path
+from ssmake.plan.jobspec import JobSpec
+from ssmake.stores import store_for_uri
+from ssmake.stores.archive import pack_dirs
+
+
+def upload_results(
+    spec: JobSpec,
+    run_dir: Path,
+    instances: list[Instance],
+    result: JobResult,
+    restored_state: dict[str, str],
+) -> None:
+    """Upload the logs, the state files whose sha256 differs from `restored_state`, and
+    for a completed job its model and output."""
+    output_uri = spec["OutputDataConfig"]["S3OutputPath"].rstrip("/") + "/"
+    store, prefix = store_for_uri(output_uri)
+    job_prefix = f"{prefix}{spec['TrainingJobName']}/"
+    for log in sorted((run_dir / "logs").glob("*.log")):
+        store.put_file(f"{job_prefix}logs/{log.name}", log)
+    checkpoint = spec.get("CheckpointConfig")
+    if checkpoint:
+        state_store, state_prefix = store_for_uri(checkpoint["S3Uri"])
+        if not state_prefix.endswith("/"):
+            state_prefix += "/"
+        # Every instance starts with a copy of the whole state; upload what any
+        # instance changed or added (the last writer wins, as with S3 sync).
+        changed: dict[str, Path] = {}
+        for inst in instances:
+            state_dir = inst.base / "state"
+            for path in sorted(state_dir.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    rel = path.relative_to(state_dir).as_posix()
+                    if restored_state.get(rel) != sha256_path(path):
+                        changed[rel] = path
+        for rel, path in changed.items():
+            state_store.put_file(state_prefix + rel, path)
+    if result.status != "Completed":
+        return
+    model = run_dir / "model.tar.gz"
+    pack_dirs(model, [i.base / "model" for i in instances])
+    store.put_file(f"{job_prefix}output/model.tar.gz", model)
+    output = run_dir / "output.tar.gz"
+    pack_dirs(output, [instances[0].base / "output" / "data"])
+    store.put_file(f"{job_prefix}output/output.tar.gz", output)
