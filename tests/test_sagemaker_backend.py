@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ssmake.backends.sagemaker.jobs import ROLE_NAME, SageMakerBackend, default_bucket_url
+from ssmake.backends.sagemaker.jobs import SageMakerBackend
+from ssmake.backends.sagemaker.roles import ROLE_NAME, default_bucket_url
 from ssmake.errors import BackendError, ConfigError
 from ssmake.plan import layout
 from ssmake.plan.jobspec import Channel, build_job_spec

@@ -92,13 +92,13 @@ def open_session(project: Project, *, backend: str | None = None) -> Session:
     store_address = project.store
     if not store_address:
         if project.backend == "sagemaker":
-            from ssmake.backends.sagemaker.jobs import default_bucket_url
+            from ssmake.backends.sagemaker.roles import default_bucket_url
 
             store_address = default_bucket_url(project.region)
         else:
             store_address = ".ssmake"
     if project.backend == "sagemaker" and store_address.startswith("s3://"):
-        from ssmake.backends.sagemaker.jobs import ensure_bucket
+        from ssmake.backends.sagemaker.roles import ensure_bucket
 
         ensure_bucket(store_address[5:].split("/", 1)[0], project.region)
     work_dir = project.root / ".ssmake" / "cache"

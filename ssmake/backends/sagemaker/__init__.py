@@ -1,1 +1,2 @@
-"""The SageMaker backend: training jobs, their logs, and the IAM role."""
+"""The SageMaker backend: training jobs (`jobs`), their CloudWatch logs (`logs`), and
+the execution role and buckets a first run creates (`roles`)."""
