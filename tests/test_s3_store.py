@@ -14,7 +14,8 @@ import pytest
 from ssmake import aws as ssmake_aws
 from ssmake.errors import EXIT_USAGE, KeyNotFound, StoreError
 from ssmake.stores import open_store, store_for_uri
-from ssmake.stores.s3 import MIB, S3Store, TransferSizes, s3_etag
+from ssmake.stores.s3 import S3Store
+from ssmake.stores.s3_etags import MIB, TransferSizes, s3_etag
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv

@@ -1,152 +1,28 @@
 """A store in an S3 bucket, or any S3-compatible endpoint (AWS_ENDPOINT_URL, moto).
 
-Directory sync decides "unchanged" the way S3 can check it: equal size and equal
-ETag, where the local ETag is computed exactly as S3 computes it for the way we
-upload (one MD5 for a single PUT, `md5(md5s)-N` for N multipart chunks), with the
-threshold and chunk size of one `TransferSizes` used for both. Local ETags are
-cached by (inode, size, mtime_ns), so a no-change sync reads no file contents.
-
-A synced prefix is ssmake's own (`<project>/<task>/input/<name>/`), so after a
-complete sync a manifest of what is there is written beside it, and the next
-sync reads that one object instead of listing thousands (as DVC trusts its
-`.dir` objects). It records local ETags, so even SSE-KMS objects, whose ETags
-are not MD5s, are then recognised as unchanged. The manifest is deleted before
-the first change, so a sync cut short leaves none and the next one lists. Keys
-changed under the prefix by other tools go unnoticed while the manifest exists;
-`ssmake clean` removes both.
+Uploads and large downloads use the part sizes of one `TransferSizes`, so that a
+local file's ETag is known before it is uploaded (`s3_etags`); directory sync,
+which relies on that, is in `s3_sync`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import tempfile
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ssmake import aws
 from ssmake.errors import KeyNotFound, StoreError
 from ssmake.stores import ObjectInfo, ProgressFn, SyncStats
+from ssmake.stores.s3_etags import MIB, EtagCache, TransferSizes
+from ssmake.stores.s3_sync import sync_prefix
 
-MIB = 1 << 20
 SYNC_WORKERS = 16
 _READ_CHUNK = MIB
 _DELETE_BATCH = 1000  # DeleteObjects' limit
-_RACY_NS = 2_000_000_000  # see hashcache: a same-tick write keeps size and mtime
-_MIN_PART = 5 * MIB
-_MAX_PARTS = 10_000
-# Beside a synced prefix `p/`, the key `p.ssmake-sync.json` (outside the prefix, so
-# not part of a job's channel) records what the last complete sync left there.
-MANIFEST_SUFFIX = ".ssmake-sync.json"
-MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TransferSizes:
-    """When uploads go multipart and in what chunks (boto3's defaults: 8 MiB, 8 MiB)."""
-
-    threshold: int = 8 * MIB
-    chunk: int = 8 * MIB
-
-    def chunk_for(self, size: int) -> int:
-        # s3transfer's ChunksizeAdjuster: at least 5 MiB, doubled until <= 10,000 parts.
-        chunk = max(self.chunk, _MIN_PART)
-        while math.ceil(size / chunk) > _MAX_PARTS:
-            chunk *= 2
-        return chunk
-
-    def transfer_config(self, concurrency: int = 4) -> Any:
-        from boto3.s3.transfer import TransferConfig
-
-        return TransferConfig(
-            multipart_threshold=self.threshold,
-            multipart_chunksize=self.chunk,
-            max_concurrency=concurrency,
-            use_threads=concurrency > 1,
-            # The CRT client picks its own part sizes; ETags would no longer match.
-            preferred_transfer_client="classic",
-        )
-
-
-def s3_etag(path: Path, size: int, sizes: TransferSizes = TransferSizes()) -> str:
-    """The ETag S3 gives `path` once uploaded with `sizes` (no SSE-KMS)."""
-    if size < sizes.threshold:
-        digest = hashlib.md5(usedforsecurity=False)
-        with path.open("rb", buffering=0) as f:
-            while block := f.read(_READ_CHUNK):
-                digest.update(block)
-        return digest.hexdigest()
-    chunk = sizes.chunk_for(size)
-    parts = hashlib.md5(usedforsecurity=False)
-    count = 0
-    with path.open("rb", buffering=0) as f:
-        while True:
-            part = hashlib.md5(usedforsecurity=False)
-            left = chunk
-            while left and (block := f.read(min(_READ_CHUNK, left))):
-                part.update(block)
-                left -= len(block)
-            if left == chunk:
-                break
-            parts.update(part.digest())
-            count += 1
-    return f"{parts.hexdigest()}-{count}"
-
-
-class EtagCache:
-    """Local files' S3 ETags by (inode, size, mtime_ns, chunk), kept in a JSON file."""
-
-    VERSION = 1
-
-    def __init__(self, path: Path | None, sizes: TransferSizes) -> None:
-        self.path = path
-        self.sizes = sizes
-        self._entries: dict[str, list[int | str]] = {}
-        self._dirty = False
-        self._lock = threading.Lock()
-        if path is not None:
-            try:
-                doc = json.loads(path.read_bytes())
-                if doc.get("version") == self.VERSION and isinstance(doc.get("entries"), dict):
-                    self._entries = doc["entries"]
-            except (OSError, ValueError, AttributeError):
-                pass  # missing or corrupt: it is only a cache
-
-    def etag(self, path: Path, st: os.stat_result) -> str:
-        chunk = self.sizes.chunk_for(st.st_size) if st.st_size >= self.sizes.threshold else 0
-        stamp: list[int | str] = [st.st_ino, st.st_size, st.st_mtime_ns, chunk]
-        name = str(path)
-        with self._lock:
-            entry = self._entries.get(name)
-        if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp:
-            return str(entry[4])
-        etag = s3_etag(path, st.st_size, self.sizes)
-        if time.time_ns() - st.st_mtime_ns > _RACY_NS:
-            with self._lock:
-                self._entries[name] = [*stamp, etag]
-                self._dirty = True
-        return etag
-
-    def save(self) -> None:
-        if self.path is None or not self._dirty:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".etags.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f, self._lock:
-                json.dump({"version": self.VERSION, "entries": self._entries}, f)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._dirty = False
+_DEFAULT_SIZES = TransferSizes()
 
 
 def _etag(raw: str) -> str:
@@ -165,7 +41,7 @@ class S3Store:
         region: str | None = None,
         client: Any = None,
         etag_cache: Path | None = None,
-        sizes: TransferSizes = TransferSizes(),
+        sizes: TransferSizes = _DEFAULT_SIZES,
         workers: int = SYNC_WORKERS,
         on_progress: ProgressFn | None = None,
     ) -> None:
@@ -258,9 +134,10 @@ class S3Store:
         return ObjectInfo(key, int(head["ContentLength"]), _etag(head["ETag"]))
 
     def put_file(self, key: str, path: Path) -> None:
-        self._upload(key, path, path.stat().st_size, None)
+        self.upload(key, path, path.stat().st_size, None)
 
-    def _upload(self, key: str, path: Path, size: int, progress: ProgressFn | None) -> None:
+    def upload(self, key: str, path: Path, size: int, progress: ProgressFn | None) -> None:
+        """Upload `size` bytes of `path`, calling `progress(n)` as each n are sent."""
         with aws.translated(f"cannot upload {path} to {self.uri(key)}", StoreError):
             if size < self.sizes.threshold:
                 with path.open("rb") as f:
@@ -336,7 +213,8 @@ class S3Store:
         with aws.translated(f"cannot delete {self.uri(key)}", StoreError):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
-    def _delete_keys(self, keys: Sequence[str]) -> None:
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete `keys` in batches of DeleteObjects' limit."""
         for i in range(0, len(keys), _DELETE_BATCH):
             batch = keys[i : i + _DELETE_BATCH]
             with aws.translated(f"cannot delete from {self.url}", StoreError):
@@ -354,7 +232,7 @@ class S3Store:
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [o.key for o in self.list(prefix)]
-        self._delete_keys(keys)
+        self.delete_keys(keys)
         return len(keys)
 
     def sync_dir(
@@ -366,78 +244,6 @@ class S3Store:
         on_progress: ProgressFn | None = None,
     ) -> SyncStats:
         """Upload the files whose size or ETag differ from the remote ones, in
-        parallel, then delete remote keys under `prefix` that are not in `files`."""
-        manifest_key = prefix.rstrip("/") + MANIFEST_SUFFIX if prefix.strip("/") else None
-        remote = self._read_manifest(manifest_key) if manifest_key else None
-        trusted = remote is not None
-        if remote is None:
-            remote = {o.key[len(prefix) :]: (o.size, o.etag) for o in self.list(prefix)}
-        stats = SyncStats()
-        lock = threading.Lock()
-        report = on_progress or self.on_progress
-        synced: dict[str, tuple[int, str]] = {}
-        invalidated = False
-
-        def invalidate() -> None:
-            # Before the first change: a sync cut short must leave no manifest.
-            nonlocal invalidated
-            with lock:
-                if trusted and manifest_key and not invalidated:
-                    self.delete(manifest_key)
-                invalidated = True
-
-        def progress(n: int) -> None:
-            if report is not None:
-                with lock:
-                    report(n)
-
-        def sync_one(rel: str, path: Path) -> None:
-            try:
-                st = path.stat()
-            except OSError as e:
-                raise StoreError(f"cannot read {path} to upload it: {e.strerror}") from None
-            # Hashed before uploading too: the file is read once into the page cache,
-            # and the next sync of an unchanged tree reads nothing.
-            etag = self.etags.etag(path, st)
-            with lock:
-                synced[rel] = (st.st_size, etag)
-            if remote.get(rel) == (st.st_size, etag):
-                with lock:
-                    stats.unchanged += 1
-                return
-            invalidate()
-            self._upload(prefix + rel, path, st.st_size, progress)
-            with lock:
-                stats.uploaded += 1
-                stats.uploaded_bytes += st.st_size
-
-        try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="s3sync") as pool:
-                futures = [pool.submit(sync_one, rel, path) for rel, path in sorted(files.items())]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    if future.exception() is not None:
-                        pool.shutdown(cancel_futures=True)
-                        future.result()
-        finally:
-            self.etags.save()
-        stale = sorted(rel for rel in remote if rel not in files)
-        if stale:
-            invalidate()
-        self._delete_keys([prefix + rel for rel in stale])
-        stats.deleted = len(stale)
-        if manifest_key and (invalidated or not trusted):
-            doc = {"version": MANIFEST_VERSION, "files": dict(sorted(synced.items()))}
-            self.put(manifest_key, json.dumps(doc, separators=(",", ":")).encode())
-        return stats
-
-    def _read_manifest(self, key: str) -> dict[str, tuple[int, str]] | None:
-        try:
-            doc = json.loads(self.get(key))
-            if doc["version"] != MANIFEST_VERSION:
-                return None
-            return {str(rel): (int(size), str(etag)) for rel, (size, etag) in doc["files"].items()}
-        except KeyNotFound:
-            return None
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return None  # not ours, or damaged: list instead
+        parallel, then delete remote keys under `prefix` that are not in `files`
+        (see `s3_sync`)."""
+        return sync_prefix(self, prefix, files, on_progress)
