@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ssmake.errors import ArchiveError
-from ssmake.stores.archive import extract, extract_into, pack_code, pack_dirs, sha256_file
+from ssmake.stores.archive import pack_code, pack_dirs, sha256_file
+from ssmake.stores.extract import extract, extract_into
 
 
 def write(path: Path, text: str, *, mode: int = 0o644) -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 from ssmake.errors import StoreError
 from ssmake.plan import layout
 from ssmake.stores import Store, local_path
-from ssmake.stores.archive import extract
+from ssmake.stores.extract import extract
 
 STAMP = ".ssmake-job"
 _LOG_NAME = re.compile(r"algo-([1-9][0-9]*)\.log")

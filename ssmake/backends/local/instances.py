@@ -23,7 +23,7 @@ from ssmake.backends import LOG_TAIL_LINES
 from ssmake.plan.hashcache import sha256_path
 from ssmake.plan.jobspec import JobSpec, sagemaker_param, user_hyperparameters
 from ssmake.stores import ObjectInfo, Store, local_path, store_for_uri
-from ssmake.stores.archive import extract
+from ssmake.stores.extract import extract
 
 if TYPE_CHECKING:
     from ssmake.backends.local.containers import ContainerProcess
