@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from ssmake.cli import main as ssmake_main
 from ssmake.compat.cli import main as ssm_main
 from ssmake.errors import ConfigError
-from ssmake.project.load import IMAGE_KEYS, INPUT_KEYS, PROJECT_KEYS, TASK_KEYS, load_project
+from ssmake.project.load import PROJECT_KEYS, load_project
+from ssmake.project.task_table import IMAGE_KEYS, INPUT_KEYS, TASK_KEYS
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ssmake.errors import ConfigError
-from ssmake.project.load import SUBCOMMANDS, TASK_KEYS, build_task, load_project
+from ssmake.project.load import build_task, load_project
 from ssmake.project.model import Image, Input, Task
+from ssmake.project.task_table import SUBCOMMANDS, TASK_KEYS
 from ssmake.project.tomlpos import Locator, format_key
 
 DESIGN_EXAMPLE = """\

@@ -1,6 +1,6 @@
 """Checking the values of an Ssmfile: each checker takes a value and its key path,
 records what is wrong in `Issues`, and returns the value in its model type (or
-None). `config` reads the file and builds the project with them."""
+None). `load` and `task_table` build the project with them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from ssmake.project.tomlpos import KeyPath, Locator, format_key
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+# What a task or project name, and an S3 address (an input, the store), look like.
+NAME = re.compile(r"[A-Za-z0-9-]+")
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
 
 # How an issue ranks in the report, most important first.
 UNKNOWN, INVALID, REFERENCE, ON_DISK = range(4)
