@@ -8,6 +8,7 @@ import importlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ssmake.errors import (
     EXIT_INTERNAL,
@@ -21,23 +22,46 @@ __all__ = ["COMMANDS", "main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-C", dest="directory", metavar="DIR", default=".", help="run as if started in DIR"
+# The options every command takes; given before the command (`ssmake -C DIR
+# explain train`) or after it. Those after it override those before it.
+GLOBAL_VALUES = ("-C", "-f", "--file", "--backend")
+GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Below the top, an option not given leaves the top's value alone.
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "-C",
+        dest="directory",
+        metavar="DIR",
+        help="run as if started in DIR",
+        **({"default": "."} if top else default),
     )
-    parser.add_argument(
+    group.add_argument(
         "-f",
         "--file",
         dest="ssmfile",
         metavar="FILE",
-        help="the Ssmfile to read (default: DIR/Ssmfile.toml)",
+        help="the Ssmfile to read (default: the nearest Ssmfile.toml in DIR or above)",
+        **default,
     )
-    parser.add_argument(
-        "--backend", choices=("local", "sagemaker"), help="override the project's backend"
+    group.add_argument(
+        "--backend",
+        choices=("local", "sagemaker"),
+        help="override the project's backend",
+        **default,
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
-    parser.add_argument(
-        "-q", "--quiet", action="count", default=0, help="say less (no job log lines)"
+    group.add_argument(
+        "-v", "--verbose", action="count", help="say more", **({"default": 0} if top else default)
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        help="say less (no job log lines)",
+        **({"default": 0} if top else default),
     )
 
 
@@ -51,50 +75,74 @@ def _positive(text: str) -> int:
     return value
 
 
+# `run`'s options, also listed by the top-level help: `ssmake -n` is `ssmake run -n`.
+RUN_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("-n", "--dry-run"), {"action": "store_true", "help": "show what would run, and why"}),
+    (
+        ("--check",),
+        {
+            "action": "store_true",
+            "help": "exit 1 if anything is stale, 0 if all is up to date; run nothing",
+        },
+    ),
+    (
+        ("-B", "--force"),
+        {"action": "store_true", "help": "rerun the targets (all selected when none is named)"},
+    ),
+    (
+        ("-j", "--jobs"),
+        {
+            "type": _positive,
+            "default": 1,
+            "metavar": "N",
+            "help": "run up to N independent tasks at once",
+        },
+    ),
+    (
+        ("-k", "--keep-going"),
+        {"action": "store_true", "help": "keep running independent tasks after a failure"},
+    ),
+    (("--json",), {"action": "store_true", "help": "print the plan or result as JSON"}),
+)
+
+
+def _epilog() -> str:
+    lines = ["run options (ssmake [run] [TARGET...] OPTIONS):"]
+    for flags, options in RUN_OPTIONS:
+        name = ", ".join(flags) + (f" {options['metavar']}" if "metavar" in options else "")
+        lines.append(f"  {name:<22}{options['help']}")
+    lines += [
+        "",
+        "commands: " + ", ".join(COMMANDS) + " (default: run). See 'ssmake COMMAND --help'.",
+        'Shell completion: eval "$(ssmake completion bash)" (or zsh).',
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ssmake.version import __version__
+
     parser = argparse.ArgumentParser(
         prog="ssmake",
         description="make for SageMaker training jobs: run only the tasks whose code, "
         "image, inputs or parameters changed, upstream first.",
-        epilog="commands: " + ", ".join(COMMANDS) + " (default: run). See 'ssmake COMMAND --help'.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"ssmake {__version__}")
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="build targets and what they need (the default)")
     _common(run)
     run.add_argument("targets", nargs="*", metavar="TARGET", help="tasks to build")
-    run.add_argument("-n", "--dry-run", action="store_true", help="show what would run")
-    run.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 1 if anything is stale, 0 if all is up to date; run nothing",
-    )
-    run.add_argument(
-        "-B",
-        "--force",
-        action="store_true",
-        help="rerun the targets (all selected tasks when none is named)",
-    )
-    run.add_argument(
-        "-j",
-        "--jobs",
-        type=_positive,
-        default=1,
-        metavar="N",
-        help="run up to N independent tasks at once",
-    )
-    run.add_argument(
-        "-k",
-        "--keep-going",
-        action="store_true",
-        help="keep running independent tasks after a failure",
-    )
-    run.add_argument("--json", action="store_true", help="print the plan or result as JSON")
+    for flags, options in RUN_OPTIONS:
+        run.add_argument(*flags, **options)
 
     status = sub.add_parser("status", help="every task: up to date, stale (why) or running")
     _common(status)
     status.add_argument("targets", nargs="*", metavar="TARGET")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the states as JSON")
 
     explain = sub.add_parser("explain", help="what changed since a task's last run")
     _common(explain)
@@ -102,12 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = sub.add_parser("graph", help="print the task graph")
     _common(graph)
-    graph.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
+    graph.add_argument(
+        "--format",
+        choices=("text", "dot", "mermaid", "svg", "png", "names"),
+        default="text",
+        help="svg and png need graphviz's dot; names: one task per line",
+    )
+    graph.add_argument(
+        "-o", "--output", metavar="FILE", help="where svg or png go (default: graph.FORMAT)"
+    )
 
-    logs = sub.add_parser("logs", help="print the logs of a task's last job")
+    logs = sub.add_parser("logs", help="print the logs of a task's latest job")
     _common(logs)
     logs.add_argument("task")
     logs.add_argument("-F", "--follow", action="store_true", help="follow a running job")
+    logs.add_argument("--job", metavar="NAME", help="another job of the task")
 
     watch = sub.add_parser("watch", help="rebuild on every save")
     _common(watch)
@@ -135,24 +192,41 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--state", action="store_true", help="also delete the tasks' state")
 
     init = sub.add_parser("init", help="create an example Ssmfile.toml and worker")
-    init.add_argument("-C", dest="directory", metavar="DIR", default=".")
+    _common(init)
 
     cancel = sub.add_parser("cancel", help="stop a task's running job")
     _common(cancel)
     cancel.add_argument("task")
+
+    completion = sub.add_parser("completion", help="print a bash or zsh completion script")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    # Commands cannot import cli: the script is generated from the parser handed down.
+    completion.set_defaults(parser=parser)
     return parser
+
+
+def _command_at(args: Sequence[str]) -> int:
+    """Where the command would be: after the global options given before it."""
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token in GLOBAL_VALUES:
+            i += 2
+        elif token in GLOBAL_FLAGS or token.startswith(("--file=", "--backend=", "-C", "-f")):
+            i += 1
+        elif token.startswith("-") and len(token) > 2 and set(token[1:]) <= {"v", "q"}:
+            i += 1  # -vv
+        else:
+            break
+    return i
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
     args = list(argv)
-    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version")):
-        args.insert(0, "run")
-    if args and args[0] == "--version":
-        from ssmake import __version__
-
-        print(f"ssmake {__version__}")
-        raise SystemExit(0)
+    at = _command_at(args)
+    if at == len(args) or args[at] not in (*COMMANDS, "-h", "--help", "--version"):
+        args.insert(at, "run")
     return parser.parse_args(args)
 
 

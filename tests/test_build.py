@@ -356,8 +356,9 @@ def test_graph_formats(project: ProjectDir) -> None:
     dot = project.run("graph", "--format", "dot").out
     mermaid = project.run("graph", "--format", "mermaid").out
 
-    assert '"prepare" -> "train";' in dot and '"train" -> "report";' in dot
-    assert "prepare --> train" in mermaid
+    assert '"prepare" -> "train" [label="model, state"];' in dot
+    assert '"train" -> "report" [label="output"];' in dot
+    assert "prepare -->|model, state| train" in mermaid
 
 
 def test_download_command_extracts_results(project: ProjectDir) -> None:

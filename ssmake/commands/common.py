@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ssmake.project.load import SSMFILE
 
 if TYPE_CHECKING:
     from ssmake.build.session import Session
@@ -19,10 +22,25 @@ def ssmfile_path(args: argparse.Namespace) -> Path | None:
     return ssmfile
 
 
+def project_root(args: argparse.Namespace) -> Path:
+    """The project's directory: DIR with -f; otherwise, as git and DVC look for their
+    own, the nearest of DIR and its parents with an Ssmfile.toml (DIR when none has
+    one, so that the error names the file expected there)."""
+    start = Path(args.directory).resolve()
+    if args.ssmfile:
+        return start
+    for directory in (start, *start.parents):
+        if (directory / SSMFILE).is_file():
+            if verbosity(args) > 0:
+                print(f"ssmake: using {directory / SSMFILE}", file=sys.stderr)
+            return directory
+    return start
+
+
 def load(args: argparse.Namespace) -> Project:
     from ssmake.project.load import load_project
 
-    return load_project(Path(args.directory).resolve(), ssmfile_path(args))
+    return load_project(project_root(args), ssmfile_path(args))
 
 
 def session(args: argparse.Namespace) -> Session:

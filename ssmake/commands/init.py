@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from ssmake.errors import EXIT_OK, SsmakeError
 SSMFILE = """\
 # ssmake project: each [tasks.NAME] is a training job. Run `ssmake` to build.
 [project]
+name = "__NAME__"
+# The name prefixes the store's keys: a clone elsewhere sharing the store reuses results.
 backend = "local"          # or "sagemaker"
 
 [tasks.train]
@@ -36,10 +39,16 @@ Path(args.output_data_dir, "metrics.json").write_text(json.dumps({"loss": 0.1}))
 """
 
 
+def project_name(directory: Path) -> str:
+    """The directory's name as a project name ([A-Za-z0-9-]+)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", directory.resolve().name).strip("-") or "project"
+
+
 def write_example(directory: Path) -> list[Path]:
     """Write Ssmfile.toml, code/train.py and data/sample.txt; refuse to overwrite."""
+    name = project_name(directory)
     files = {
-        directory / "Ssmfile.toml": SSMFILE,
+        directory / "Ssmfile.toml": SSMFILE.replace("__NAME__", name),
         directory / "code" / "train.py": TRAIN,
         directory / "data" / "sample.txt": "hello\n",
     }

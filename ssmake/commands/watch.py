@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ssmake.build.watch import Watcher
 from ssmake.commands import common
@@ -15,7 +14,7 @@ from ssmake.ui.watch_board import make_view
 def run(args: argparse.Namespace) -> int:
     view = make_view(verbosity=common.verbosity(args))
     watcher = Watcher(
-        Path(args.directory),
+        common.project_root(args),
         ssmfile=common.ssmfile_path(args),
         targets=args.targets,
         backend=args.backend,

@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "clean",
     "init",
     "cancel",
+    "completion",
 )
 
 
