@@ -148,6 +148,7 @@ def test_bash_completes_commands_options_and_task_names(two: ProjectDir, tmp_pat
     assert "--keep-going" in _complete(two.root, "ssmake --k", tmp_path)
     assert _complete(two.root, "ssmake graph --format s", tmp_path) == ["svg"]
     assert _complete(two.root, "ssmake logs prepare --j", tmp_path) == ["--job"]
+    assert _complete(two.root, "ssmake completion z", tmp_path) == ["zsh"]
 
 
 def test_zsh_completion_loads_bash_completion() -> None:

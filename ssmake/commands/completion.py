@@ -77,6 +77,9 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     cases = [f'        "") opts="{top}"; values="$(_ssmake_tasks) {" ".join(commands)}" ;;']
     for name, sub in commands.items():
         values = "$(_ssmake_tasks)" if name in _TASK_ARGS else ""
+        for action in sub._actions:
+            if action.choices and not action.option_strings:
+                values = " ".join(map(str, action.choices))
         cases.append(f'        {name}) opts="{" ".join(_options(sub))}"; values="{values}" ;;')
     cases.append(f'        *) opts="{run}"; values="$(_ssmake_tasks)" ;;')
     return SCRIPT % {"prev": "\n".join(prev), "commands": "\n".join(cases)}
