@@ -403,7 +403,7 @@ BAD_SSMAKE_ARGS: list[tuple[str, list[str], str]] = [
     ("unknown backend", ["run", "--backend", "aws"], "argument --backend: invalid choice: 'aws'"),
     ("download before any run", ["download", "t"], "task t has no result yet: run 'ssmake t'"),
     ("cancel with nothing running", ["cancel", "t"], "task t has no running job"),
-    ("unknown graph format", ["graph", "--format", "png"], "invalid choice: 'png'"),
+    ("unknown graph format", ["graph", "--format", "gif"], "invalid choice: 'gif'"),
 ]
 
 
