@@ -1,49 +1,66 @@
-"""Overhead of `ssmake` on a trivial one-task project: its wall time minus the time of
-running the same script directly, in the same run.
+"""Per-task overhead of ssmake on a trivial local project: a chain of 10 tasks, each
+taking the previous one's model as input, built with -B, minus the time of running
+the 10 scripts directly, divided by 10. Alternated in the same run.
 
-Target: under 0.5 s of overhead.
-Run: python bench/bench_overhead.py [--runs N]
+Target: under 25 ms per task.
+Run: python bench/bench_overhead.py [--tasks N] [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-SCRIPT = "from worker_toolkit import worker_lib\nargs = worker_lib.parseArgs()\nprint('hi')\n"
-SSMFILE = '[tasks.hello]\nentry_point = "hello.py"\n'
+from timing import installed, load, run_once
+
+SCRIPT = (
+    "import os\nfrom worker_toolkit import worker_lib\nargs = worker_lib.parseArgs()\n"
+    "open(os.path.join(os.environ.get('SM_MODEL_DIR', '.'), 'm'), 'w').write('m')\n"
+)
+
+
+def ssmfile(tasks: int) -> str:
+    lines = ['[project]\nname = "overhead"\n']
+    for i in range(tasks):
+        lines.append(f'[tasks.t{i}]\nentry_point = "t{i}.py"')
+        if i:
+            lines.append(f'inputs.prev = {{ task = "t{i - 1}", output = "model" }}')
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    ssmake = shutil.which("ssmake") or sys.exit("ssmake is not installed (pip install -e .)")
+    ssmake = installed("ssmake")
+    print(load())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "hello.py").write_text(SCRIPT)
-        (root / "Ssmfile.toml").write_text(SSMFILE)
+        for i in range(args.tasks):
+            (root / f"t{i}.py").write_text(SCRIPT)
+        (root / "Ssmfile.toml").write_text(ssmfile(args.tasks))
+        chain = " && ".join(f"{sys.executable} t{i}.py" for i in range(args.tasks))
+        direct_cmd = ["sh", "-c", chain]
+        if run_once([ssmake, "-q"], root)[2] != 0:
+            sys.exit("the first build failed")
         direct, built, noop = [], [], []
         for _ in range(args.runs):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "hello.py"], cwd=root, capture_output=True, check=True)
-            direct.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            subprocess.run([ssmake, "-B", "-q"], cwd=root, capture_output=True, check=True)
-            built.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            subprocess.run([ssmake, "-q"], cwd=root, capture_output=True, check=True)
-            noop.append(time.perf_counter() - start)
+            direct.append(run_once(direct_cmd, root)[0])
+            seconds, _rss, code = run_once([ssmake, "-B", "-q"], root)
+            if code != 0:
+                sys.exit("a build failed")
+            built.append(seconds)
+            noop.append(run_once([ssmake, "-q"], root)[0])
     d, b, n = (statistics.median(x) * 1000 for x in (direct, built, noop))
-    print(f"script run directly     {d:8.1f} ms")
-    print(f"ssmake (job runs)       {b:8.1f} ms   overhead {b - d:7.1f} ms")
-    print(f"ssmake (up to date)     {n:8.1f} ms")
+    print(f"{args.tasks} scripts run directly  {d:8.1f} ms")
+    per_task = (b - d) / args.tasks
+    print(f"ssmake -B (every job runs)  {b:8.1f} ms   overhead {per_task:6.1f} ms per task")
+    print(f"ssmake (up to date)         {n:8.1f} ms")
 
 
 if __name__ == "__main__":

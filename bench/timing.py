@@ -1,32 +1,79 @@
-"""Timing helpers shared by the benchmarks: wall-clock medians of whole commands."""
+"""Timing helpers shared by the benchmarks: alternated runs of whole commands, medians."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def time_command(cmd: Sequence[str], *, cwd: Path | None = None, runs: int = 10) -> list[float]:
-    """Wall-clock seconds of each of `runs` runs of `cmd` (after one warm-up run)."""
-    subprocess.run(cmd, cwd=cwd, capture_output=True, check=False)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, capture_output=True, check=False)
-        times.append(time.perf_counter() - start)
-    return times
+@dataclass
+class Runs:
+    """Wall-clock seconds and peak RSS (KiB) of each run of one command."""
+
+    seconds: list[float] = field(default_factory=list)
+    max_rss_kib: list[int] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.seconds) * 1000
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.max_rss_kib) / 1024
 
 
-def median_ms(times: Sequence[float]) -> float:
-    return statistics.median(times) * 1000
+def run_once(cmd: Sequence[str], cwd: Path | None = None) -> tuple[float, int, int]:
+    """(seconds, peak RSS in KiB, exit code) of one run, output discarded."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return elapsed, usage.ru_maxrss, proc.returncode
 
 
-def report(rows: Sequence[tuple[str, float]], baseline: str) -> None:
-    """Print a table of medians (ms) and each row's ratio to the baseline row."""
-    base = dict(rows)[baseline]
-    width = max(len(name) for name, _ in rows)
-    for name, ms in rows:
-        print(f"{name:<{width}}  {ms:9.1f} ms  {ms / base:6.2f}x {baseline}")
+def alternate(
+    commands: Mapping[str, Sequence[str]], *, cwd: Path | None = None, runs: int = 10
+) -> dict[str, Runs]:
+    """Run the commands in turn, `runs` rounds after one warm-up round, so that a burst
+    of load on a shared machine hits them alike."""
+    results = {name: Runs() for name in commands}
+    for round_ in range(runs + 1):
+        for name, cmd in commands.items():
+            seconds, rss, _code = run_once(cmd, cwd)
+            if round_:
+                results[name].seconds.append(seconds)
+                results[name].max_rss_kib.append(rss)
+    return results
+
+
+def report(results: Mapping[str, Runs], baseline: str, *, rss: bool = False) -> None:
+    """Print each command's median (ms) and its ratio to the baseline's."""
+    base = results[baseline].median_ms
+    width = max(len(name) for name in results)
+    for name, r in results.items():
+        extra = f"  peak RSS {r.peak_mib:5.1f} MiB" if rss else ""
+        print(
+            f"{name:<{width}}  {r.median_ms:9.1f} ms  {r.median_ms / base:6.2f}x {baseline}{extra}"
+        )
+
+
+def load() -> str:
+    """The machine's load, to print beside the figures (they are only comparable in one run)."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def installed(name: str) -> str:
+    """The path of an installed console script; exits with a hint when missing."""
+    path = shutil.which(name)
+    if path is None:
+        sys.exit(f"{name} is not installed: pip install . (a non-editable install)")
+    return path
