@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ssmake.version import __version__
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs every start-up.
+TYPE_CHECKING = False
 
 __all__ = ["Project", "SsmakeError", "__version__"]
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from ssmake.errors import SsmakeError
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # Lazy, so that `import ssmake` (and `ssmake --help`) stays instant.
     if name == "Project":
         from ssmake.api import Project

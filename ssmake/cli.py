@@ -3,23 +3,28 @@ subcommand. Errors become messages and exit codes here, and only here."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from ssmake.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     SsmakeError,
 )
-from ssmake.project.model import COMMANDS
+from ssmake.project.reserved import COMMANDS
 
 __all__ = ["COMMANDS", "main"]
 
-Handler = Callable[[argparse.Namespace], int]
+# Not typing's TYPE_CHECKING, and argparse only once arguments are parsed: a
+# `--check` that the quick path answers imports neither.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    Handler = Callable[[argparse.Namespace], int]
 
 
 # The options every command takes; given before the command (`ssmake -C DIR
@@ -29,6 +34,8 @@ GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    import argparse
+
     # Below the top, an option not given leaves the top's value alone.
     default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     group = parser.add_argument_group("global options (before or after the command)")
@@ -66,6 +73,8 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
 
 
 def _positive(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -120,6 +129,8 @@ def _epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     from ssmake.version import __version__
 
     parser = argparse.ArgumentParser(
@@ -244,10 +255,29 @@ def _command(name: str) -> Handler:
 HANDLERS: dict[str, Handler] = {name: _command(name) for name in COMMANDS}
 
 
+def _quick_check(argv: Sequence[str]) -> bool:
+    """Whether this is a plain `ssmake [-C DIR] [run] --check` that the snapshot of
+    the last all-up-to-date plan answers (plan/quick.py): then nothing else loads."""
+    args = list(argv)
+    directory = "."
+    if "-C" in args[:-1]:
+        at = args.index("-C")
+        directory = args[at + 1]
+        del args[at : at + 2]
+    if args not in (["--check"], ["run", "--check"]):
+        return False
+    from ssmake.plan.quick import up_to_date
+
+    return up_to_date(directory)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ssmake command line; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if _quick_check(argv):
+        return EXIT_OK
     try:
-        args = _parse(sys.argv[1:] if argv is None else argv)
+        args = _parse(argv)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else 2
     try:
@@ -259,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ssmake: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:
+        import traceback
+
         traceback.print_exc()
         print(
             "ssmake: internal error (a bug in ssmake): please report it with the traceback above",

@@ -9,7 +9,10 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from conftest import ProjectDir
+
+from ssmake.plan import quick
 
 WORKER = "import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('m')\n"
 TASKS = ("same", "replaced", "added", "param", "rerun", "touched", "ignored")
@@ -103,3 +106,31 @@ def test_a_missing_output_makes_a_recorded_task_stale(project: ProjectDir) -> No
 
     assert stale(project) == ["same"]
     assert "outputs of the last run are missing" in project.run("explain", "same").out
+
+
+def test_the_quick_check_answers_only_while_everything_holds(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make(project)
+    assert project.run("--check").code == 0
+    assert not (project.root / ".ssmake/cache/check.json").exists()  # the racy window
+    settle()
+    assert project.run("--check").code == 0
+    root = str(project.root)
+    assert quick.up_to_date(root)
+    # Half the tasks are checked in a forked process when the project is large:
+    # a change in any task, whichever half it falls in, means "not sure".
+    monkeypatch.setattr(quick, "FORK_MIN_FILES", 0)
+    for name in TASKS:
+        extra = project.write(f"{name}/extra.py", "Z = 1\n")
+        assert not quick.up_to_date(root)
+        extra.unlink()
+        assert quick.up_to_date(root)
+
+    os.utime(project.root / "touched/util.py")  # the same content, a new mtime
+    assert not quick.up_to_date(root)
+    assert project.run("--check").code == 0  # the full plan decides: up to date
+    ssmfile = project.root / "Ssmfile.toml"
+    ssmfile.write_text(ssmfile.read_text() + "\n# a comment\n")
+    assert not quick.up_to_date(root)
+    assert project.run("--check").code == 0

@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ssmake.plan.hashcache import HashCache
 from ssmake.plan.ignore import _glob_to_regex, walk_tree
+
+TYPE_CHECKING = False  # not typing's: `ssmake --check` loads this module
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ssmake.plan.hashcache import HashCache
 
 BASE_PLACEHOLDER = "__BASE_IMAGE__"
 DOCKERFILE = "Dockerfile"
@@ -27,10 +30,12 @@ NEVER_SENT = frozenset({".git", "__pycache__", ".ssmake"})
 TAG_PREFIX = "ssmake-"
 
 
-@dataclass(frozen=True)
 class _Pattern:
-    regex: re.Pattern[str]
-    exception: bool
+    __slots__ = ("exception", "regex")
+
+    def __init__(self, regex: re.Pattern[str], exception: bool) -> None:
+        self.regex = regex
+        self.exception = exception
 
 
 class DockerIgnore:

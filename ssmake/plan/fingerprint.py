@@ -15,29 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
-import os
-import time
 from collections.abc import Callable, Mapping
-from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
 from ssmake.plan.docker_context import context_files, digest_files, relative_excludes
-from ssmake.plan.hashcache import RACY_NS, HashCache
-from ssmake.plan.ignore import Entry, IgnoreMatcher
+from ssmake.plan.hashcache import HashCache
+from ssmake.plan.ignore import Entry, IgnoreMatcher, walk_path
+from ssmake.plan.statdigest import StatDigest, Walk
 from ssmake.project.model import Project, Task
 
 SCHEMA_VERSION = 1
 
 Components = dict[str, Any]
 S3Lister = Callable[[str], Mapping[str, tuple[int, str]]]
-
-_IDENTITY = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
-_MTIME = attrgetter("st_mtime_ns")
-_CTIME = attrgetter("st_ctime_ns")
-_REL = itemgetter(0)
-_STAT = itemgetter(1)
 
 
 def canonical_json(value: object) -> bytes:
@@ -74,11 +65,7 @@ class Fingerprint:
 
 
 def _within(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
+    return path == root or path.is_relative_to(root)
 
 
 class _Files(Protocol):
@@ -113,30 +100,16 @@ class _Identities:
 
     def __init__(self, fingerprinter: Fingerprinter) -> None:
         self.fp = fingerprinter
-        self.walks: list[tuple[str, list[Entry]]] = []
+        self.walks: list[tuple[Walk, list[Entry]]] = []
 
     def tree(self, path: Path) -> Mapping[str, str]:
-        self.walks.append((str(path), self.fp.entries(path)))
+        self.walks.append((("tree", str(path), ()), self.fp.entries(path)))
         return _Blank()
 
     def context(self, context: Path, exclude: frozenset[str]) -> Mapping[str, str]:
-        self.walks.append((f"context:{context}", self.fp.context_entries(context, exclude)))
+        walk = ("context", str(context), tuple(sorted(exclude)))
+        self.walks.append((walk, self.fp.context_entries(context, exclude)))
         return _Blank()
-
-    def digest(self, skeleton: Components) -> tuple[str, bool]:
-        """The stat digest, and whether every file is outside the racy window (a
-        write within a clock tick of its stat can keep size and times)."""
-        h = hashlib.sha256(canonical_json(skeleton))
-        newest = 0
-        for root, entries in self.walks:
-            stats = list(map(_STAT, entries))
-            # marshal version 2 has no back-references: the same values give the same bytes.
-            h.update(
-                marshal.dumps((root, list(map(_REL, entries)), list(map(_IDENTITY, stats))), 2)
-            )
-            if stats:
-                newest = max(newest, max(map(_MTIME, stats)), max(map(_CTIME, stats)))
-        return h.hexdigest(), time.time_ns() - newest > RACY_NS
 
 
 class Fingerprinter:
@@ -173,12 +146,7 @@ class Fingerprinter:
         """(relative name, stat, path) of every file a directory (or one file) contributes."""
         cached = self._walks.get(path)
         if cached is None:
-            if path.is_file():
-                cached = [(path.name, os.stat(path), str(path))]
-            else:
-                matcher = self._matcher if _within(path, self.root) else IgnoreMatcher(path)
-                cached = matcher.walk(path)
-            self._walks[path] = cached
+            cached = self._walks[path] = walk_path(path, self._matcher)
         return cached
 
     def context_entries(self, context: Path, exclude: frozenset[str]) -> list[Entry]:
@@ -333,9 +301,7 @@ class Fingerprinter:
         components = self._components(task, upstream, _Hashing(self))
         return Fingerprint(digest(components), components)
 
-    def stat_digest(
-        self, task: Task, upstream: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[str, bool]:
+    def stat_digest(self, task: Task, upstream: Mapping[str, Mapping[str, Any]]) -> StatDigest:
         """A digest of everything `fingerprint` reads, with files by their identity on
         disk instead of their content, and whether it may be recorded: False while any
         file is within the racy window. Equal digests mean equal fingerprints, as long
@@ -343,4 +309,4 @@ class Fingerprinter:
         assumption, with ctime_ns added)."""
         identities = _Identities(self)
         skeleton = self._components(task, upstream, identities)
-        return identities.digest(skeleton)
+        return StatDigest(canonical_json(skeleton), identities.walks)

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+import stat
 from pathlib import Path
+
+# Not `from typing import TYPE_CHECKING`: `ssmake --check` loads this module, and
+# typing and dataclasses would cost it more than its walk of a small project.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
+    SkipFn = Callable[[str, str, str, bool], bool]
 
 ALWAYS_IGNORED = frozenset({".git", "__pycache__", ".ssmake", ".hg", ".svn"})
 # Editors' swap, backup and lock files: saving through an editor must not change
@@ -16,11 +23,13 @@ EDITOR_FILES = re.compile(r"(?:.*\.sw[px]|.*~|\.#.*|#.*#|4913)$")
 IGNORE_FILES = (".gitignore", ".ssmakeignore")
 
 
-@dataclass(frozen=True)
 class Rule:
-    regex: re.Pattern[str]
-    negate: bool
-    dir_only: bool
+    __slots__ = ("dir_only", "negate", "regex")
+
+    def __init__(self, regex: re.Pattern[str], negate: bool, dir_only: bool) -> None:
+        self.regex = regex
+        self.negate = negate
+        self.dir_only = dir_only
 
 
 def _glob_to_regex(glob: str) -> str:
@@ -87,10 +96,12 @@ def parse_rules(text: str) -> list[Rule]:
     return rules
 
 
-@dataclass(frozen=True)
 class RuleSet:
-    base: str  # the directory (relative, posix, "" for the root) the rules come from
-    rules: tuple[Rule, ...]
+    __slots__ = ("base", "rules")
+
+    def __init__(self, base: str, rules: tuple[Rule, ...]) -> None:
+        self.base = base  # the directory (relative, posix, "" for the root) of the rules
+        self.rules = rules
 
 
 def _read_rules(
@@ -120,14 +131,9 @@ def _ignored(rel: str, is_dir: bool, sets: list[RuleSet]) -> bool:
     return verdict
 
 
-def is_editor_file(name: str) -> bool:
-    # The last and first characters rule out nearly every name before the regex runs.
-    return (name[-1] in _EDITOR_LAST or name[0] in "#." or name == "4913") and bool(
-        EDITOR_FILES.match(name)
-    )
-
-
-_EDITOR_LAST = frozenset("px~#\n")
+# The last and first characters of a name rule out nearly every name before the regex.
+_EDITOR_LAST = frozenset("px~#3\n")  # 3: "4913", vim's probe file
+_EDITOR_FIRST = frozenset("#.")
 Entry = tuple[str, os.stat_result, str]
 
 
@@ -197,34 +203,73 @@ class IgnoreMatcher:
             entries = _listing(directory, seen)
             if entries is None:
                 continue
-            names = {e.name for e in entries}
             if rel_dir not in self._sets:
+                names = {e.name for e in entries}
                 self._sets[rel_dir] = _read_rules(Path(directory), rel_dir, names)
             sets = self._sets_for(rel_dir)
             file_rules = any(not r.dir_only for rs in sets for r in rs.rules)
             never = ALWAYS_IGNORED | self._excluded_in.get(rel_dir, set())
             prefix = f"{rel_dir}/" if rel_dir else ""
+            out_prefix = prefix[cut:]
+            if not file_rules:
+                # The usual directory, where only names decide: one comprehension
+                # over its files (this runs once per file of every task). A file
+                # that vanishes or a dangling link takes the loop below instead.
+                try:
+                    out += [
+                        (out_prefix + n, e.stat(), e.path)
+                        for e in entries
+                        if not e.is_dir()
+                        and (n := e.name) not in never
+                        and (
+                            (n[-1] not in _EDITOR_LAST and n[0] not in _EDITOR_FIRST)
+                            or not EDITOR_FILES.match(n)
+                        )
+                    ]
+                    files_done = True
+                except OSError:
+                    files_done = False
+            else:
+                files_done = False
             for entry in entries:
                 name = entry.name
                 if name in never:
                     continue
-                rel = prefix + name
                 try:
                     is_dir = entry.is_dir()
                 except OSError:
                     continue
                 if is_dir:
+                    rel = prefix + name
                     if not (sets and _ignored(rel, True, sets)):
                         stack.append((entry.path, rel))
                     continue
-                if is_editor_file(name) or (file_rules and _ignored(rel, False, sets)):
+                if files_done or (
+                    (name[-1] in _EDITOR_LAST or name[0] in _EDITOR_FIRST)
+                    and EDITOR_FILES.match(name)
+                ):
+                    continue
+                if file_rules and _ignored(prefix + name, False, sets):
                     continue
                 try:
                     st = entry.stat()
                 except OSError:
                     continue  # a dangling link has no content to hash
-                out.append((rel[cut:], st, entry.path))
+                out.append((out_prefix + name, st, entry.path))
         return out
+
+
+def walk_path(path: Path, matcher: IgnoreMatcher) -> list[Entry]:
+    """The files `path` contributes: itself when it is a file, else the files under it
+    that are not ignored (by `matcher` inside its root, by the path's own rules outside)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    if not stat.S_ISDIR(st.st_mode):
+        return [(path.name, st, str(path))] if stat.S_ISREG(st.st_mode) else []
+    inside = path == matcher.root or path.is_relative_to(matcher.root)
+    return (matcher if inside else IgnoreMatcher(path)).walk(path)
 
 
 def _listing(directory: str, seen: set[tuple[int, int]]) -> list[os.DirEntry[str]] | None:
@@ -239,9 +284,6 @@ def _listing(directory: str, seen: set[tuple[int, int]]) -> list[os.DirEntry[str
             return list(it)
     except OSError:
         return None
-
-
-SkipFn = Callable[[str, str, str, bool], bool]
 
 
 def walk_tree(top: str, top_rel: str, skip: SkipFn) -> list[Entry]:

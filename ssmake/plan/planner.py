@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ssmake.errors import KeyNotFound
-from ssmake.plan import layout
+from ssmake.plan import layout, quick
 from ssmake.plan.explain import explain_changes
 from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter
-from ssmake.plan.statdigest import StatDigests, marker_hash
+from ssmake.plan.statdigest import StatDigest, StatDigests, marker_hash
 from ssmake.project.graph import select
 from ssmake.project.model import Project, Task
 
@@ -58,6 +58,8 @@ class Planner:
         self.fingerprinter = fingerprinter
         self.digests = digests
         self._lock = threading.Lock()
+        # Tasks judged up to date with a settled stat digest: what a snapshot needs.
+        self._settled: dict[str, tuple[StatDigest, Marker]] = {}
 
     def _read_raw(self, key: str) -> bytes | None:
         try:
@@ -102,14 +104,17 @@ class Planner:
     ) -> tuple[TaskPlan, Fingerprint, Marker | None]:
         """The verdict for one task whose upstream markers are final."""
         raw = self._read_raw(layout.marker_key(self.project.name, task.name))
-        stat: tuple[str, bool] | None = None
+        stat: StatDigest | None = None
         if self.digests is not None and raw is not None and not forced:
             known = {name: m for name, m in upstream.items() if m is not None}
             with self._lock:
                 stat = self.fingerprinter.stat_digest(task, known)
-            record = self.digests.get(task.name, stat[0], marker_hash(raw))
+            record = self.digests.get(task.name, stat.value, marker_hash(raw))
             if record is not None:
-                return self._judge_recorded(task, upstream, record)
+                verdict = self._judge_recorded(task, upstream, record)
+                if verdict[0].state == "up-to-date":
+                    self._settled[task.name] = (stat, record)
+                return verdict
         fp = self.fingerprint(task, upstream)
         marker = None if raw is None else _parse(raw)
         plan = TaskPlan(task.name, "stale", fingerprint=fp.value)
@@ -122,17 +127,21 @@ class Planner:
         if marker is not None and current and marker.get("fingerprint") == fp.value:
             if self.outputs_present(marker):
                 plan.state = "up-to-date"
-                if stat is not None and stat[1] and raw is not None and self.digests is not None:
-                    self.digests.put(
-                        task.name,
-                        {
-                            "stat": stat[0],
-                            "marker": marker_hash(raw),
-                            "fingerprint": fp.value,
-                            "job": marker.get("job"),
-                            "outputs": marker.get("outputs") or {},
-                        },
-                    )
+                if (
+                    stat is not None
+                    and stat.settled
+                    and raw is not None
+                    and self.digests is not None
+                ):
+                    record = {
+                        "stat": stat.value,
+                        "marker": marker_hash(raw),
+                        "fingerprint": fp.value,
+                        "job": marker.get("job"),
+                        "outputs": marker.get("outputs") or {},
+                    }
+                    self.digests.put(task.name, record)
+                    self._settled[task.name] = (stat, record)
                 return plan, fp, marker
             plan.reasons = [_OUTPUTS_MISSING]
             return plan, fp, marker
@@ -216,7 +225,52 @@ class Planner:
                 future_markers[name] = self.read_run_record(name, fp.value)
             else:
                 future_markers[name] = None
+        if not targets and not force and all(p.state == "up-to-date" for p in plans.values()):
+            self._snapshot(names)
         return [plans[n] for n in names]
+
+    def _snapshot(self, names: list[str]) -> None:
+        """Record what `ssmake --check` may answer from without loading the project
+        (plan/quick.py), when every task's verdict came with a settled stat digest."""
+        project = self.project
+        if self.digests is None or project.ssmfile_sha256 is None or project.external:
+            return
+        tasks = []
+        for name in names:
+            settled = self._settled.get(name)
+            if settled is None:
+                return
+            stat, record = settled
+            keys = [layout.marker_key(project.name, name)]
+            keys += [o["key"] for o in record["outputs"].values()]
+            uris = [self.store.uri(k) for k in keys]
+            if not all(u.startswith("file://") for u in uris):
+                return
+            paths = [u.removeprefix("file://") for u in uris]
+            tasks.append(
+                {
+                    "name": name,
+                    "skeleton": stat.skeleton.decode(),
+                    "walks": stat.walks,
+                    "stat": stat.value,
+                    "files": stat.files,
+                    "marker": paths[0],
+                    "marker_sha256": record["marker"],
+                    "outputs": paths[1:],
+                }
+            )
+        root = str(self.fingerprinter.root)
+        self.digests.snapshot(
+            {
+                "version": quick.VERSION,
+                "root": root,
+                "ssmfile": str(project.ssmfile),
+                "ssmfile_sha256": project.ssmfile_sha256,
+                "exclude": sorted(self.fingerprinter.excluded),
+                "tasks": tasks,
+            },
+            quick.snapshot_path(root),
+        )
 
 
 _OUTPUTS_MISSING = "outputs of the last run are missing from the store"

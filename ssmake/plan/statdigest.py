@@ -13,14 +13,54 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
-import tempfile
+import time
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+
+from ssmake.plan.hashcache import RACY_NS
+
+TYPE_CHECKING = False  # not typing's: `ssmake --check` loads this module
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ssmake.plan.ignore import Entry
+
+    Record = dict[str, Any]
 
 VERSION = 1
+#: What one task's stat digest walked, in order: ("tree" | "context", root, exclude).
+Walk = tuple[str, str, tuple[str, ...]]
 
-Record = dict[str, Any]
+_IDENTITY = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+_MTIME = attrgetter("st_mtime_ns")
+_CTIME = attrgetter("st_ctime_ns")
+_REL = itemgetter(0)
+_STAT = itemgetter(1)
+
+
+class StatDigest:
+    """One task's stat digest, whether it may be recorded, and how it was made."""
+
+    __slots__ = ("files", "settled", "skeleton", "value", "walks")
+
+    def __init__(self, skeleton: bytes, walks: list[tuple[Walk, list[Entry]]]) -> None:
+        self.skeleton = skeleton
+        self.walks = [walk for walk, _entries in walks]
+        self.files = sum(len(entries) for _walk, entries in walks)
+        h = hashlib.sha256(skeleton)
+        newest = 0
+        for (kind, root, _exclude), entries in walks:
+            stats = list(map(_STAT, entries))
+            names = list(map(_REL, entries))
+            # marshal version 2 has no back-references: equal values give equal bytes.
+            h.update(marshal.dumps((kind, root, names, list(map(_IDENTITY, stats))), 2))
+            if stats:
+                newest = max(newest, max(map(_MTIME, stats)), max(map(_CTIME, stats)))
+        self.value = h.hexdigest()
+        # A file changed within a clock tick of its stat could keep its size and times.
+        self.settled = time.time_ns() - newest > RACY_NS
 
 
 def marker_hash(raw: bytes) -> str:
@@ -68,17 +108,36 @@ class StatDigests:
             records[task] = record
             self._dirty = True
 
+    def snapshot(self, doc: object, path: str) -> None:
+        """Write `ssmake --check`'s snapshot unless the same one is there."""
+        if self.path is None:
+            return
+        try:
+            with open(path, "rb") as f:
+                if json.loads(f.read()) == doc:
+                    return
+        except (OSError, ValueError):
+            pass
+        write_atomic(Path(path), doc)
+
     def save(self) -> None:
         """Write the records if any changed (atomically; a lost race only loses cache)."""
         if self.path is None or not self._dirty or self._records is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".stat.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": VERSION, "tasks": self._records}, f)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, {"version": VERSION, "tasks": self._records})
         self._dirty = False
+
+
+def write_atomic(path: Path, doc: object) -> None:
+    """Write JSON through a temporary file and a rename: readers see all or nothing."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

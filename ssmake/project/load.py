@@ -13,6 +13,7 @@ the `[project]` table, and checks the references between tasks.
 from __future__ import annotations
 
 import graphlib
+import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -72,7 +73,8 @@ def load_project(root: Path, ssmfile: Path | None = None) -> Project:
     _check_references(issues, [defaults_refs, *refs.values()], names)
     _check_cycles(issues, refs, names)
     issues.raise_if_any()
-    return Project(root=root.resolve(), ssmfile=path, tasks=tasks, **settings)
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    return Project(root=root.resolve(), ssmfile=path, tasks=tasks, ssmfile_sha256=sha, **settings)
 
 
 def build_task(

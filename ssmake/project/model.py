@@ -20,20 +20,6 @@ COMPLETIONS: tuple[str, ...] = ("job", "marked")
 DOWNLOAD_KINDS: tuple[str, ...] = ("model", "output", "state", "logs")
 BACKEND_NAMES: tuple[str, ...] = ("local", "sagemaker")
 FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow")
-# ssmake's subcommands: a task may not take one of these names.
-COMMANDS: tuple[str, ...] = (
-    "run",
-    "status",
-    "explain",
-    "graph",
-    "logs",
-    "watch",
-    "download",
-    "clean",
-    "init",
-    "cancel",
-    "completion",
-)
 
 
 @dataclass(frozen=True)
@@ -121,3 +107,6 @@ class Project:
     # Tasks of this project known only by their markers in the store, never run
     # from here: `ssm` defines one task, and the tasks it consumes ran before.
     external: tuple[str, ...] = ()
+    # The sha256 of the Ssmfile's text this project was loaded from (None when it was
+    # made otherwise): `ssmake --check`'s quick answer is only valid for that text.
+    ssmfile_sha256: str | None = None

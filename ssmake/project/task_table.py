@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ssmake.project import schema
-from ssmake.project.model import COMMANDS, DISTRIBUTIONS, TASK_OUTPUTS, Image, Input, Task
+from ssmake.project.model import DISTRIBUTIONS, TASK_OUTPUTS, Image, Input, Task
+from ssmake.project.reserved import COMMANDS
 from ssmake.project.tomlpos import KeyPath
 
 # Task names that would read as a subcommand on the command line.
