@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # The options every command takes; given before the command (`ssmake -C DIR
 # explain train`) or after it. Those after it override those before it.
-GLOBAL_VALUES = ("-C", "-f", "--file", "--backend")
+GLOBAL_VALUES = ("-C", "-f", "--file", "--backend", "--max-expansions")
 GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
@@ -59,6 +59,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
         choices=("local", "sagemaker"),
         help="override the project's backend",
         **default,
+    )
+    group.add_argument(
+        "--max-expansions",
+        type=_positive,
+        metavar="N",
+        help="allow a task matrix up to N combinations (default: 1000)",
+        **({"default": None} if top else default),
     )
     group.add_argument(
         "-v", "--verbose", action="count", help="say more", **({"default": 0} if top else default)

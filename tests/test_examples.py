@@ -10,6 +10,7 @@ reruns its tasks on purpose (clean_state=True).
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -234,3 +235,22 @@ def test_hello_run_sh_is_the_ssmfiles_task(example: Example) -> None:
     assert example.text("output/hello/model/message.txt") == "Hello, world!\n"
     proc = example.run_sh()
     assert proc.stdout.endswith("Hello, world!\n")
+
+
+def test_sweep_trains_a_grid_and_evaluates_every_model(example: Example) -> None:
+    example.copy("sweep")
+
+    result = example.ssmake("-j", "4")
+
+    assert result.err.count("launched job train-") == 4
+    best = json.loads(example.text("output/evaluate/output/best.json"))
+    assert sorted(best["all"]) == [
+        "train-depth-3-lr-0-01",
+        "train-depth-3-lr-0-1",
+        "train-depth-5-lr-0-01",
+        "train-depth-5-lr-0-1",
+    ]
+    assert best["best"] == "train-depth-5-lr-0-01"
+    assert json.loads(example.text("output/train-0.1-3/model/score.json"))["depth"] == 3
+    again = example.ssmake("train[lr=0.1]")
+    assert "launched" not in again.err

@@ -15,6 +15,7 @@ from typing import IO, Any
 import worker_toolkit
 from ssmake.backends import Backend, JobResult, describe_local_failure
 from ssmake.build.downloads import download_results, downloaded_job
+from ssmake.build.gather import gather_channel
 from ssmake.build.inflight import Claim, InflightRecords, Retry
 from ssmake.errors import TaskFailed
 from ssmake.events import (
@@ -155,6 +156,11 @@ class TaskRunner:
                 out.append(Channel(inp.name, self.store.uri(prefix), inp.distribution))
             elif inp.s3 is not None:
                 out.append(Channel(inp.name, inp.s3, inp.distribution))
+            elif inp.gather:
+                uri = gather_channel(
+                    self.store, self.project.name, task, inp, upstream, self.work_dir
+                )
+                out.append(Channel(inp.name, uri, inp.distribution))
             else:
                 name = inp.task or ""
                 marker = upstream.get(name)

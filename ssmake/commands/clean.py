@@ -9,18 +9,19 @@ import sys
 from ssmake.commands import common
 from ssmake.errors import EXIT_OK
 from ssmake.plan import layout
-from ssmake.project.graph import select
+from ssmake.project.graph import resolve
 
 
 def run(args: argparse.Namespace) -> int:
     session = common.session(args)
-    names = select(session.project, args.tasks) if args.tasks else list(session.project.tasks)
-    if args.tasks:
-        names = list(args.tasks)
+    project = session.project
+    names = (
+        [n for t in args.tasks for n in resolve(project, t)] if args.tasks else list(project.tasks)
+    )
     store = session.store
     proj = session.project.name
     for name in names:
-        store.delete_prefix(f"{proj}/{name}/runs/")
+        store.delete_prefix(layout.task_prefix(proj, name) + "runs/")
         store.delete(layout.marker_key(proj, name))
         # The synced inputs and their sync manifests: the next run uploads afresh.
         store.delete_prefix(layout.input_prefix(proj, name))

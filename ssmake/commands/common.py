@@ -39,8 +39,10 @@ def project_root(args: argparse.Namespace) -> Path:
 
 def load(args: argparse.Namespace) -> Project:
     from ssmake.project.load import load_project
+    from ssmake.project.matrix import MAX_EXPANSIONS
 
-    return load_project(project_root(args), ssmfile_path(args))
+    limit = getattr(args, "max_expansions", None) or MAX_EXPANSIONS
+    return load_project(project_root(args), ssmfile_path(args), max_expansions=limit)
 
 
 def session(args: argparse.Namespace) -> Session:

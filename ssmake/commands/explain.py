@@ -1,4 +1,5 @@
-"""`ssmake explain TASK`: every reason the task would run again."""
+"""`ssmake explain TASK`: every reason the task (each expansion of a matrix task)
+would run again."""
 
 from __future__ import annotations
 
@@ -6,21 +7,25 @@ import argparse
 
 from ssmake.commands import common
 from ssmake.errors import EXIT_OK
-from ssmake.project.graph import select
+from ssmake.project.graph import resolve, summary
 
 
 def run(args: argparse.Namespace) -> int:
     session = common.session(args)
     try:
-        select(session.project, [args.task])
-        plans = {p.name: p for p in session.planner.plan([args.task])}
+        names = resolve(session.project, args.task)
+        plans = {p.name: p for p in session.planner.plan(names)}
     finally:
         session.close()
-    plan = plans[args.task]
-    if plan.state == "up-to-date":
-        print(f"{args.task} is up to date (job {plan.job}, fingerprint {plan.fingerprint})")
-        return EXIT_OK
-    print(f"{args.task} is {plan.state}:")
-    for reason in plan.reasons:
-        print(f"  - {reason}")
+    if len(names) > 1:
+        states = [plans[n].state for n in names]
+        print(f"{args.task}: {summary(states)}")
+    for name in names:
+        plan = plans[name]
+        if plan.state == "up-to-date":
+            print(f"{name} is up to date (job {plan.job}, fingerprint {plan.fingerprint})")
+            continue
+        print(f"{name} is {plan.state}:")
+        for reason in plan.reasons:
+            print(f"  - {reason}")
     return EXIT_OK

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ssmake.commands import common
 from ssmake.errors import EXIT_OK, SsmakeError
-from ssmake.project.graph import order
+from ssmake.project.graph import grouped, order
+from ssmake.project.matrix import slug
 from ssmake.project.model import Project
 
 # Graphviz colours of a task's state (fill, border).
@@ -35,7 +36,7 @@ def edges(project: Project, names: list[str]) -> list[tuple[str, str, str]]:
     for n in names:
         task = project.tasks[n]
         for u in task.upstream():
-            kinds: list[str] = [i.output for i in task.inputs if i.task == u]
+            kinds: list[str] = [i.output for i in task.inputs if i.task == u or u in i.gather]
             kinds += ["after"] if u in task.after else []
             found.append((u, n, ", ".join(dict.fromkeys(kinds))))
     return found
@@ -61,11 +62,19 @@ def dot(project: Project, names: list[str], states: dict[str, str]) -> str:
         "  rankdir=LR;",
         '  node [shape=box, style="rounded,filled"];',
     ]
-    for n in names:
-        state = states.get(n)
-        fill, border = _DOT_COLOURS.get(state or "", ("white", "black"))
-        label = f"{n}\\n{state}" if state else n
-        lines.append(f'  "{n}" [label="{label}", fillcolor="{fill}", color="{border}"];')
+    for group, members in grouped(project, names).items():
+        indent = "  " if members == [group] else "    "
+        if members != [group]:
+            # A matrix task's expansions in a box named by the task.
+            lines.append(f'  subgraph "cluster_{group}" {{')
+            lines.append(f'    label="{group}: {len(members)} expansions";')
+        for n in members:
+            state = states.get(n)
+            fill, border = _DOT_COLOURS.get(state or "", ("white", "black"))
+            label = f"{n}\\n{state}" if state else n
+            lines.append(f'{indent}"{n}" [label="{label}", fillcolor="{fill}", color="{border}"];')
+        if members != [group]:
+            lines.append("  }")
     for u, n, what in edges(project, names):
         lines.append(f'  "{u}" -> "{n}" [label="{what}"];')
     lines.append("}")
@@ -87,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     project = common.load(args)
     names = order(project)
     if args.format == "names":
-        print("\n".join(names))
+        # A matrix task's name builds all its expansions: it is a target too.
+        print("\n".join(dict.fromkeys([*grouped(project, names), *names])))
         return EXIT_OK
     states = _states(args, project)
     if args.format in ("dot", "svg", "png"):
@@ -100,9 +110,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssmake: wrote {out}", file=sys.stderr)
     elif args.format == "mermaid":
         print("graph TD")
-        for n in names:
-            state = f"<br/>{states[n]}" if n in states else ""
-            print(f"  {_mermaid_id(n)}[{n}{state}]")
+        for group, members in grouped(project, names).items():
+            if members != [group]:
+                print(f'  subgraph {_mermaid_id(group)}["{group}: {len(members)} expansions"]')
+            for n in members:
+                state = f"<br/>{states[n]}" if n in states else ""
+                label = f'"{n}{state}"' if n != group else f"{n}{state}"
+                print(f"  {_mermaid_id(n)}[{label}]")
+            if members != [group]:
+                print("  end")
         for u, n, what in edges(project, names):
             print(f"  {_mermaid_id(u)} -->|{what}| {_mermaid_id(n)}")
     else:
@@ -111,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _mermaid_id(name: str) -> str:
-    return name.replace("-", "_")
+    return slug(name).replace("-", "_")
 
 
 def _text(project: Project, names: list[str], states: dict[str, str]) -> None:
@@ -121,12 +137,34 @@ def _text(project: Project, names: list[str], states: dict[str, str]) -> None:
 
     out = console(sys.stdout)
     flows = {(u, n): what for u, n, what in edges(project, names)}
-    width = max(len(n) for n in names)
-    for n in names:
-        state = states.get(n, "")
-        ups = ", ".join(f"{u} ({flows[u, n]})" for u in project.tasks[n].upstream())
-        line = Text(f"{n:<{width}}  ")
-        line.append(f"{state:<10}" if ups else state, style=_TEXT_STYLES.get(state, ""))
-        line.append(f"  <- {ups}" if ups else "")
-        line.rstrip()
-        out.print(line)
+    groups = grouped(project, names)
+    width = max(len(n) + (2 if project.tasks[n].matrix else 0) for n in names)
+    everything = grouped(project, list(project.tasks))
+    for group, members in groups.items():
+        if members != [group]:
+            out.print(Text(f"{group}: {len(members)} expansions"))
+        indent = "" if members == [group] else "  "
+        for n in members:
+            state = states.get(n, "")
+            ups = ", ".join(_upstream(project, n, flows, everything))
+            line = Text(f"{indent}{n:<{width - len(indent)}}  ")
+            line.append(f"{state:<10}" if ups else state, style=_TEXT_STYLES.get(state, ""))
+            line.append(f"  <- {ups}" if ups else "")
+            line.rstrip()
+            out.print(line)
+
+
+def _upstream(
+    project: Project,
+    name: str,
+    flows: dict[tuple[str, str], str],
+    everything: dict[str, list[str]],
+) -> list[str]:
+    """A task's upstreams, every expansion of a matrix task gathered shown as the task."""
+    out: list[str] = []
+    for group, members in grouped(project, list(project.tasks[name].upstream())).items():
+        if members != [group] and members == everything[group]:
+            out.append(f"{group} (all {len(members)} expansions, {flows[members[0], name]})")
+        else:
+            out.extend(f"{u} ({flows[u, name]})" for u in members)
+    return out

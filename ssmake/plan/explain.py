@@ -100,6 +100,8 @@ def _diff_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                 old_objs = {k: json.dumps(v) for k, v in (o.get("objects") or {}).items()}
                 new_objs = {k: json.dumps(v) for k, v in (n.get("objects") or {}).items()}
                 reasons.extend(_summarise(label, old_objs, new_objs) or [f"{label}: changed"])
+        elif "gather" in n and "gather" in o and o.get("output") == n.get("output"):
+            reasons.extend(_diff_gather(label, o["gather"], n["gather"]))
         else:
             task = n.get("task")
             if o.get("task") != task or o.get("output") != n.get("output"):
@@ -107,6 +109,18 @@ def _diff_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             else:
                 reasons.append(f"upstream {task} has new outputs")
     return reasons
+
+
+def _diff_gather(label: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What changed among the expansions a gathering input reads."""
+    reasons = [f"{label}: {name} added" for name in new if name not in old]
+    reasons += [f"{label}: {name} removed" for name in old if name not in new]
+    reasons += [
+        f"{label}: upstream {name} has new outputs"
+        for name in new
+        if name in old and old[name] != new[name]
+    ]
+    return reasons or [f"{label}: changed"]
 
 
 def _flat(prefix: str, value: object) -> dict[str, object]:

@@ -246,6 +246,14 @@ class Fingerprinter:
                 entry["uri"] = inp.s3
                 if self.s3_lister is not None:
                     entry["objects"] = self._s3_objects(inp.s3, self.s3_lister)
+            elif inp.gather:
+                entry.update(task=inp.task, output=inp.output, gather={})
+                for name in inp.gather:
+                    marker = upstream.get(name, {})
+                    entry["gather"][name] = {
+                        "upstream": marker.get("fingerprint"),
+                        "job": marker.get("job"),
+                    }
             else:
                 marker = upstream.get(inp.task or "", {})
                 entry.update(

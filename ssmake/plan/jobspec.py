@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ssmake.project.matrix import slug
 from ssmake.project.model import Task
 
 JobSpec = dict[str, Any]
@@ -64,7 +65,8 @@ def build_job_spec(
     environment["SSM_STATE_DIR"] = STATE_LOCAL_PATH
     tags = [
         {"Key": "ssmake:project", "Value": project},
-        {"Key": "ssmake:task", "Value": task.name},
+        # A tag value allows no brackets or commas: an expansion is tagged by its slug.
+        {"Key": "ssmake:task", "Value": slug(task.name)},
         {"Key": "ssmake:fingerprint", "Value": fingerprint},
     ]
     tags.extend({"Key": k, "Value": v} for k, v in task.tags.items())

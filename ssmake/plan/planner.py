@@ -32,15 +32,20 @@ class TaskPlan:
     fingerprint: str | None = None
     job: str | None = None
     restorable: bool = False
+    # An expansion's matrix values.
+    matrix: dict[str, object] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "state": self.state,
             "reasons": self.reasons,
             "fingerprint": self.fingerprint,
             "job": self.job,
         }
+        if self.matrix:
+            doc["matrix"] = self.matrix
+        return doc
 
 
 class Planner:
@@ -225,6 +230,8 @@ class Planner:
                 future_markers[name] = self.read_run_record(name, fp.value)
             else:
                 future_markers[name] = None
+        for name in names:
+            plans[name].matrix = self.project.tasks[name].matrix
         if not targets and not force and all(p.state == "up-to-date" for p in plans.values()):
             self._snapshot(names)
         return [plans[n] for n in names]

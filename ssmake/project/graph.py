@@ -6,19 +6,15 @@ import difflib
 from graphlib import CycleError, TopologicalSorter
 
 from ssmake.errors import ConfigError
+from ssmake.project.matrix import matches, parse_address
 from ssmake.project.model import Project
 
 
 def select(project: Project, targets: list[str] | tuple[str, ...]) -> list[str]:
     """The targets (or the project's defaults, or every task) and everything they need,
     in an order where each task comes after its upstream tasks."""
-    wanted = list(targets) or list(project.default) or list(project.tasks)
-    for name in wanted:
-        if name not in project.tasks:
-            close = difflib.get_close_matches(name, list(project.tasks), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(project.tasks)
-            raise ConfigError(f"unknown task {name!r}{hint} (tasks: {known})")
+    asked = list(targets) or list(project.default)
+    wanted = [name for target in asked for name in resolve(project, target)] or list(project.tasks)
     needed: set[str] = set()
     stack = list(wanted)
     while stack:
@@ -28,6 +24,26 @@ def select(project: Project, targets: list[str] | tuple[str, ...]) -> list[str]:
         needed.add(name)
         stack.extend(u for u in project.tasks[name].upstream() if u not in project.external)
     return order(project, needed)
+
+
+def resolve(project: Project, target: str) -> list[str]:
+    """The tasks a target names: a task, every expansion of a matrix task (`train`),
+    or those whose values match an address (`train[lr=0.1]`, keys in any order)."""
+    if target in project.tasks:
+        return [target]
+    address = parse_address(target)
+    base, wanted = address if address is not None else (target, {})
+    members = [n for n, t in project.tasks.items() if t.matrix and t.group == base]
+    chosen = [n for n in members if matches(project.tasks[n].matrix, wanted)]
+    if chosen:
+        return chosen
+    if members:
+        listing = ", ".join(members)
+        raise ConfigError(f"no expansion of {base} matches {target!r} (expansions: {listing})")
+    written = list(dict.fromkeys(t.group for t in project.tasks.values()))
+    close = difflib.get_close_matches(base, written, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown task {target!r}{hint} (tasks: {', '.join(written)})")
 
 
 def order(project: Project, names: set[str] | None = None) -> list[str]:
@@ -62,3 +78,23 @@ def downstream(project: Project, name: str) -> set[str]:
                 out.add(task.name)
                 changed = True
     return out
+
+
+def grouped(project: Project, names: list[str]) -> dict[str, list[str]]:
+    """`names` under the task each was written as, in order: a matrix task's
+    expansions together under its name, any other task alone under its own."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(project.tasks[name].group if name in project.tasks else name, []).append(
+            name
+        )
+    return groups
+
+
+def summary(states: list[str]) -> str:
+    """`4 expansions: 3 up-to-date, 1 stale`."""
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+    parts = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return f"{len(states)} expansion{'' if len(states) == 1 else 's'}: {parts}"

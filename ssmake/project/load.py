@@ -22,10 +22,11 @@ from types import MappingProxyType
 from typing import Any
 
 from ssmake.errors import ConfigError
-from ssmake.project import schema
+from ssmake.project import matrix, schema
 from ssmake.project.model import BACKEND_NAMES, Project, Task
 from ssmake.project.task_table import TASK_KEYS, Ref, task_from_table
 from ssmake.project.tomlpos import KeyPath, Locator
+from ssmake.project.wiring import wire
 
 __all__ = ["SSMFILE", "Locator", "build_task", "load_project"]
 
@@ -38,8 +39,11 @@ _TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-def load_project(root: Path, ssmfile: Path | None = None) -> Project:
-    """Read and validate `root/Ssmfile.toml` (or `ssmfile`).
+def load_project(
+    root: Path, ssmfile: Path | None = None, *, max_expansions: int = matrix.MAX_EXPANSIONS
+) -> Project:
+    """Read and validate `root/Ssmfile.toml` (or `ssmfile`), a task with a matrix
+    expanded into a task per combination (at most `max_expansions` of them).
 
     Raises ConfigError listing every problem found, one per line.
     """
@@ -64,14 +68,22 @@ def load_project(root: Path, ssmfile: Path | None = None) -> Project:
     refs: dict[str, list[Ref]] = {}
     for name, value in (tables or {}).items():
         table = schema.check_table(issues, value, ("tasks", name))
-        if table is not None:
-            task, refs[name] = task_from_table(name, table, defaults, root, issues)
+        if table is None:
+            continue
+        expanded = matrix.expand(issues, name, table, defaults, limit=max_expansions)
+        for values, own, under in expanded:
+            full = matrix.expansion_name(name, values) if values else name
+            task, refs[name] = task_from_table(full, own, under, root, issues, values)
             if task is not None:
-                tasks[name] = task
+                tasks[full] = task
     names = list(tables or {})
-    defaults_refs = [Ref(("project", "default"), target) for target in settings["default"]]
+    defaults_refs = [
+        Ref(("project", "default"), matrix.group_of(target)) for target in settings["default"]
+    ]
     _check_references(issues, [defaults_refs, *refs.values()], names)
     _check_cycles(issues, refs, names)
+    if not issues.items:
+        tasks = wire(issues, tasks)
     issues.raise_if_any()
     sha = hashlib.sha256(text.encode()).hexdigest()
     return Project(root=root.resolve(), ssmfile=path, tasks=tasks, ssmfile_sha256=sha, **settings)

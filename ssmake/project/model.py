@@ -32,6 +32,8 @@ class Input:
     task: str | None = None
     output: TaskOutput = "model"
     distribution: Distribution = "FullyReplicated"
+    # When `task` has a matrix this task does not share: every expansion it gathers.
+    gather: tuple[str, ...] = ()
 
     @property
     def kind(self) -> Literal["path", "s3", "task"]:
@@ -84,10 +86,22 @@ class Task:
     completion: Completion = "job"
     after: tuple[str, ...] = ()
     local_docker: bool = False
+    # An expansion of a task's matrix: its values (empty for a task without one).
+    matrix: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        """The task as written: `train` for the expansion `train[lr=0.1]`."""
+        return self.name.partition("[")[0]
 
     def upstream(self) -> tuple[str, ...]:
         """Names of the tasks this one needs, data flow first, then `after`."""
-        names: list[str] = [i.task for i in self.inputs if i.task is not None]
+        names: list[str] = []
+        for i in self.inputs:
+            if i.gather:
+                names.extend(i.gather)
+            elif i.task is not None:
+                names.append(i.task)
         names.extend(self.after)
         return tuple(dict.fromkeys(names))
 

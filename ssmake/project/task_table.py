@@ -15,9 +15,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import Any
 
 from ssmake.project import schema
+from ssmake.project.matrix import group_of
 from ssmake.project.model import DISTRIBUTIONS, TASK_OUTPUTS, Image, Input, Task
 from ssmake.project.reserved import COMMANDS
 from ssmake.project.tomlpos import KeyPath
@@ -25,17 +27,19 @@ from ssmake.project.tomlpos import KeyPath
 # Task names that would read as a subcommand on the command line.
 SUBCOMMANDS = frozenset({*COMMANDS, "help"})
 
-# The Task fields a user writes; `dockerfile_content` is for the Python API only.
+# The Task fields a user writes; `dockerfile_content` is for the Python API only,
+# and `matrix` (an expansion's values) comes from the task's matrix.
 TASK_KEYS = tuple(
     field.name
     for field in dataclasses.fields(Task)
-    if field.name not in ("name", "dockerfile_content")
+    if field.name not in ("name", "dockerfile_content", "matrix")
 )
 IMAGE_KEYS = ("repo", "local_repo", "tag", "uri")
 INPUT_KEYS = ("path", "s3", "task", "output", "distribution")
 INPUT_SOURCES = ("path", "s3", "task")
 
 _CHANNEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NO_MATRIX: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,15 @@ def task_from_table(
     defaults: Mapping[str, Any],
     root: Path | None,
     issues: schema.Issues,
+    matrix: Mapping[str, object] = _NO_MATRIX,
 ) -> tuple[Task | None, list[Ref]]:
-    """Build a task, or None if it has issues; and its references to other tasks."""
-    base: KeyPath = ("tasks", name)
+    """Build a task, or None if it has issues; and its references to other tasks.
+    An expansion of a matrix (`train[lr=0.1]`) is given its values, and its issues
+    are reported at the keys of the task as written."""
+    written = group_of(name)
+    base: KeyPath = ("tasks", written)
     before = len(issues.items)
-    _check_task_name(issues, name, base)
+    _check_task_name(issues, written, base)
     issues.unknown_keys(table, TASK_KEYS, base)
     issues.unknown_keys(defaults, TASK_KEYS, ("defaults",))
 
@@ -64,7 +72,7 @@ def task_from_table(
     given: dict[str, tuple[Any, KeyPath]] = {}
     for source, path in ((defaults, ("defaults",)), (table, base)):
         given.update({key: (value, (*path, key)) for key, value in source.items()})
-    fields: dict[str, Any] = {"name": name}
+    fields: dict[str, Any] = {"name": name, "matrix": dict(matrix)}
     for key, check in schema.CHECKS.items():
         if key in given and (value := check(issues, *given[key])) is not None:
             fields[key] = value
@@ -83,11 +91,11 @@ def task_from_table(
         fields["inputs"] = _inputs(issues, *given["inputs"], root, refs)
     refs.extend(Ref(given["after"][1], upstream) for upstream in fields.get("after", ()))
     for ref in refs:
-        if ref.task == name:
+        if ref.task == written:
             issues.add(
                 schema.REFERENCE, ref.path, "a task cannot depend on itself; remove this reference"
             )
-    refs = [ref for ref in refs if ref.task != name]
+    refs = [ref for ref in refs if ref.task != written]
 
     paths = {key: path for key, (_, path) in given.items()}
     if "entry_point" not in given:

@@ -16,6 +16,7 @@ from ssmake.backends.sagemaker.logs import LogFollower
 from ssmake.backends.sagemaker.roles import ExecutionRole, NoticeFn, print_notice
 from ssmake.errors import ConfigError
 from ssmake.plan.jobspec import JobSpec
+from ssmake.project.matrix import slug
 from ssmake.project.model import Task
 from ssmake.stores import Store
 
@@ -167,7 +168,11 @@ class SageMakerBackend:
         """A job still running for this fingerprint: its name says task and fingerprint,
         its tags confirm project and full fingerprint. (A Stopping job is not reused.)"""
         sagemaker = self._client("sagemaker")
-        wanted = {"ssmake:project": project, "ssmake:task": task, "ssmake:fingerprint": fingerprint}
+        wanted = {
+            "ssmake:project": project,
+            "ssmake:task": slug(task),
+            "ssmake:fingerprint": fingerprint,
+        }
         with aws.translated(f"cannot list the training jobs of task {task}"):
             pages = sagemaker.get_paginator("list_training_jobs").paginate(
                 NameContains=f"-{fingerprint[:10]}-",
