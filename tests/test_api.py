@@ -158,7 +158,7 @@ def test_readme_single_file_example_runs_with_only_its_import_changed(
     assert (out1 / "state" / "algo-2" / "state_algo-2").read_text() == "state"
     logs0 = (out1 / "logs" / "logs0").read_text()
     logs1 = (out1 / "logs" / "logs1").read_text()
-    assert "INFO:__main__:Hyperparams: {'worker': 1, 'arg': 'hello world!', 'task': 1}" in logs0
+    assert "INFO:__main__:Hyperparams: {'arg': 'hello world!', 'task': 1, 'worker': 1}" in logs0
     assert "input/data/data/sample_data1.txt')]" in logs0
     assert "input/data/data/sample_data2.txt')]" in logs1
     assert "INFO:worker_toolkit.worker_lib:Marking instance algo-2 completion" in logs1

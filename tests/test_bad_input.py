@@ -214,14 +214,10 @@ BAD_SSMFILES: list[tuple[str, str, str]] = [
         "tasks.t.hyperparameters: expected a table, got string 'lr=1'",
     ),
     (
-        "nested hyperparameter",
-        T + "hyperparameters = { a = { b = 1 } }\n",
-        "tasks.t.hyperparameters.a: expected a string, number or boolean, got a table",
-    ),
-    (
-        "hyperparameter array",
-        T + "hyperparameters = { a = [1, 2] }\n",
-        "tasks.t.hyperparameters.a: expected a string, number or boolean, got an array",
+        "date inside a hyperparameter table",
+        T + "hyperparameters = { a = { b = [1979-05-27] } }\n",
+        "tasks.t.hyperparameters.a: expected a string, number, boolean, array or table of "
+        "those, got date 1979-05-27",
     ),
     (
         "hyperparameter date",

@@ -472,10 +472,10 @@ BAD_CONFIGS: list[tuple[str, tuple[str, ...], str]] = [
         "Ssmfile.toml:3: tasks.train.environment.\"MY.FLAG\": 'MY.FLAG' is not an environment",
     ),
     (
-        "hyperparameter that is not a scalar",
-        (*TASK, "hyperparameters = { layers = [1, 2] }"),
+        "hyperparameter that has no JSON form",
+        (*TASK, "hyperparameters = { layers = [1, 07:32:00] }"),
         "Ssmfile.toml:3: tasks.train.hyperparameters.layers: "
-        "expected a string, number or boolean, got an array",
+        "expected a string, number, boolean, array or table of those, got time 07:32:00",
     ),
     (
         "no tasks",

@@ -381,7 +381,8 @@ def test_run_then_rerun_is_a_no_op_and_a_code_change_reruns(local: ProjectDir) -
 
     assert first.code == 0, first.err
     assert launched(first) == 1
-    assert "argv ['--msg', 'Hello, world!', '--n', '2']" in first.err
+    # As SageMaker passes them: a one-letter name is -n.
+    assert "argv ['--msg', 'Hello, world!', '-n', '2']" in first.err
     assert first.out.startswith("task1: done (job task1-")
     marker = json.loads(local.store("proj", "task1", "ssmake.json").read_text())
 

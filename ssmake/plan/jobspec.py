@@ -107,19 +107,6 @@ def build_job_spec(
     return spec
 
 
-def user_hyperparameters(spec: JobSpec) -> dict[str, Any]:
-    """The user's hyperparameters, JSON-decoded, without SageMaker's own."""
-    out: dict[str, Any] = {}
-    for key, raw in spec.get("HyperParameters", {}).items():
-        if key.startswith("sagemaker_"):
-            continue
-        try:
-            out[key] = json.loads(raw)
-        except (TypeError, ValueError):
-            out[key] = raw
-    return out
-
-
 def sagemaker_param(spec: JobSpec, name: str) -> str:
     raw = spec["HyperParameters"][name]
     try:

@@ -189,16 +189,40 @@ def check_hyperparameters(issues: Issues, value: Any, path: KeyPath) -> dict[str
     table = check_table(issues, value, path)
     if table is None:
         return None
+    good: dict[str, object] = {}
     for key, item in table.items():
         if not _HP_NAME.fullmatch(key):
             issues.invalid(
                 (*path, key),
                 "a hyperparameter name is passed as --NAME: use letters, digits, '_', '-', '.'",
             )
-        if not isinstance(item, str | int | float):
-            got = kind_of(item)
-            issues.invalid((*path, key), f"expected a string, number or boolean, got {got}")
-    return {key: item for key, item in table.items() if isinstance(item, str | int | float)}
+        where = _not_json(item)
+        if where is not None:
+            hint = "a string, number, boolean, array or table of those"
+            issues.invalid((*path, key), f"expected {hint}, got {where}")
+            continue
+        # A table or array reaches the job JSON-encoded, as the SageMaker SDK sends it.
+        good[key] = _plain(item)
+    return good
+
+
+def _not_json(value: Any) -> str | None:
+    """What in `value` has no JSON form (a TOML date or time), or None."""
+    if isinstance(value, str | int | float):
+        return None
+    if isinstance(value, list | tuple):
+        return next((w for item in value if (w := _not_json(item)) is not None), None)
+    if isinstance(value, Mapping):
+        return next((w for item in value.values() if (w := _not_json(item)) is not None), None)
+    return f"{type(value).__name__} {value}"
+
+
+def _plain(value: Any) -> object:
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def check_metrics(issues: Issues, value: Any, path: KeyPath) -> dict[str, str] | None:

@@ -8,20 +8,35 @@ in each one, as a process or in the job's image, and follows them to their end
 from __future__ import annotations
 
 import functools
+import os
+import socket
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ssmake.backends import JobResult, LogFn
 from ssmake.backends.local.collect import upload_results
-from ssmake.backends.local.instances import (
-    Instance,
+from ssmake.backends.local.entry_command import (
+    Torchrun,
+    entry_command,
+    entry_kind,
+    package_install,
+    processes_per_host,
+)
+from ssmake.backends.local.gpus import gpu_shares, visible_gpus
+from ssmake.backends.local.instance_config import (
+    MASTER_ADDR,
     environment,
-    prepare_instances,
+    read_config,
     user_args,
     write_config,
 )
+from ssmake.backends.local.instances import Instance, prepare_instances
 from ssmake.backends.local.supervise import Supervisor, stop_grace_seconds
+from ssmake.backends.local.training_env import split_hyperparameters
 from ssmake.backends.local.venvs import python_for_requirements
+from ssmake.errors import TaskFailed
 from ssmake.plan.jobspec import JobSpec, sagemaker_param
 
 
@@ -74,34 +89,80 @@ class LocalExecutor:
         logs_dir = self.run_dir / "logs"
         logs_dir.mkdir(exist_ok=True)
         entry = sagemaker_param(self.spec, "sagemaker_program")
-        args = user_args(self.spec)
-        for inst in instances:
-            write_config(self.spec, inst, hosts)
+        shares = gpu_shares(visible_gpus(), len(instances))
+        # One port per job, so that local jobs running side by side do not meet.
+        master_port = _free_port()
+        for inst, gpus in zip(instances, shares, strict=True):
             log_file = logs_dir / f"{inst.host}.log"
             if self.docker_image is not None:
                 if supervisor.stopping.is_set():
                     break
-                self._start_container(inst, hosts, log_file, entry, args)
+                self._start_container(inst, hosts, log_file, gpus=gpus, master_port=master_port)
                 continue
+            write_config(self.spec, inst, hosts)
+            log = functools.partial(supervisor.log, inst, log_file)
             python = python_for_requirements(
                 inst.base / "code" / "requirements.txt",
                 self.venv_cache,
                 base_python=self.python,
-                on_log=functools.partial(supervisor.log, inst, log_file),
+                on_log=log,
             )
-            cmd = [python, entry, *args]
+            env = environment(self.spec, inst, gpus=gpus, master_port=master_port)
+            code_dir = inst.base / "code"
+            if entry_kind(code_dir, entry) == "package":
+                env["PYTHONPATH"] = os.pathsep.join(
+                    (self._install_package(python, inst, log), env["PYTHONPATH"])
+                )
+            torchrun = self._torchrun(inst, hosts, len(gpus), master_port)
+            cmd = entry_command(python, code_dir, entry, user_args(inst), torchrun)
             self._announce(inst, log_file, "Invoking script with the following command:", cmd)
             if supervisor.stopping.is_set():
                 break
-            env = environment(self.spec, inst, hosts)
             supervisor.start_process(inst, cmd, log_file, env=env)
         max_run = float(self.spec["StoppingCondition"]["MaxRuntimeInSeconds"])
         result = supervisor.wait(max_run)
         upload_results(self.spec, self.run_dir, instances, result, restored_state)
         return result
 
+    def _torchrun(
+        self, inst: Instance, hosts: list[str], num_gpus: int, master_port: int
+    ) -> Torchrun | None:
+        """Where the instance stands under torchrun, when the job is torch_distributed."""
+        _, sagemaker = split_hyperparameters(read_config(inst)[0])
+        if not sagemaker.get("sagemaker_torch_distributed_enabled"):
+            return None
+        return Torchrun(
+            nodes=len(hosts),
+            node_rank=hosts.index(inst.host),
+            procs_per_node=processes_per_host(sagemaker, num_gpus),
+            master_addr=MASTER_ADDR,
+            master_port=master_port,
+        )
+
+    def _install_package(self, python: str, inst: Instance, log: Callable[[str], None]) -> str:
+        """Install the code, a package with a setup.py, as the toolkit does before running
+        it; into a directory of the instance's own, which is returned."""
+        target = self.run_dir / f"{inst.host}-packages"
+        cmd = package_install(python, target)
+        log("Installing the source directory, which has a setup.py: " + " ".join(cmd))
+        proc = subprocess.run(cmd, cwd=inst.base / "code", capture_output=True, text=True)
+        output = (proc.stdout + proc.stderr).splitlines()[-20:]
+        for line in output:
+            log(line)
+        if proc.returncode != 0:
+            raise TaskFailed(
+                "installing the source directory (it has a setup.py) failed:\n" + "\n".join(output)
+            )
+        return str(target)
+
     def _start_container(
-        self, inst: Instance, hosts: list[str], log_file: Path, entry: str, args: list[str]
+        self,
+        inst: Instance,
+        hosts: list[str],
+        log_file: Path,
+        *,
+        gpus: list[str],
+        master_port: int,
     ) -> None:
         from ssmake.backends.local.containers import (
             CONTAINER_BASE,
@@ -110,13 +171,27 @@ class LocalExecutor:
         )
 
         assert self.docker_image is not None
-        cmd = container_command(inst.base / "code", entry, args)
+        write_config(self.spec, inst, hosts, code_dir=CONTAINER_BASE / "code")
+        entry = sagemaker_param(self.spec, "sagemaker_program")
+        cmd = container_command(inst.base / "code", entry, user_args(inst))
         self._announce(inst, log_file, f"Running in image {self.docker_image}:", cmd)
         env = environment(
-            self.spec, inst, hosts, base=CONTAINER_BASE, state=CONTAINER_STATE, inherit=False
+            self.spec,
+            inst,
+            gpus=gpus,
+            master_port=master_port,
+            base=CONTAINER_BASE,
+            state=CONTAINER_STATE,
+            inherit=False,
         )
         self._supervisor.start_container(inst, self.docker_image, cmd, log_file, env=env)
 
     def _announce(self, inst: Instance, log_file: Path, heading: str, cmd: list[str]) -> None:
         for line in (heading, "", " ".join(cmd), ""):
             self._supervisor.log(inst, log_file, line)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((MASTER_ADDR, 0))
+        return int(s.getsockname()[1])

@@ -2,9 +2,9 @@
 
 Each instance (`algo-1` … `algo-N`) has its own base directory standing in for
 `/opt/ml`: the job's code extracted as `code/`, its channels downloaded from the
-store (sharded when asked) under `input/data/`, the `input/config` files, and
-the state restored from the checkpoint prefix. `environment` gives it the `SM_*`
-variables pointing there.
+store (sharded when asked) under `input/data/`, and the state restored from
+the checkpoint prefix. `instance_config` writes its `input/config` files and
+gives it the variables pointing there.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import subprocess
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssmake.backends import LOG_TAIL_LINES
 from ssmake.plan.hashcache import sha256_path
-from ssmake.plan.jobspec import JobSpec, sagemaker_param, user_hyperparameters
+from ssmake.plan.jobspec import JobSpec, sagemaker_param
 from ssmake.stores import ObjectInfo, Store, local_path, store_for_uri
 from ssmake.stores.extract import extract
 
@@ -130,95 +130,6 @@ def _restore_state(spec: JobSpec, run_dir: Path, instances: list[Instance]) -> d
             shutil.copyfile(first, dest)
     _write_json(run_dir / RESTORED_FILE, restored)
     return restored
-
-
-def user_args(spec: JobSpec) -> list[str]:
-    """The hyperparameters as the entry point's command-line arguments."""
-    args: list[str] = []
-    for key, value in user_hyperparameters(spec).items():
-        args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    return args
-
-
-def environment(
-    spec: JobSpec,
-    inst: Instance,
-    hosts: list[str],
-    *,
-    base: PurePath | None = None,
-    state: PurePath | None = None,
-    inherit: bool = True,
-) -> dict[str, str]:
-    """The instance's variables; `base`/`state` are where its directories appear to
-    the job (inside a container: /opt/ml and /state), `inherit` adds ours."""
-    job_name = str(spec["TrainingJobName"])
-    hps = user_hyperparameters(spec)
-    channels = [c["ChannelName"] for c in spec.get("InputDataConfig", [])]
-    base = inst.base if base is None else base
-    state = base / "state" if state is None else state
-    channel_dirs = {c: str(base / "input" / "data" / c) for c in channels}
-    training_env = {
-        "job_name": job_name,
-        "hosts": hosts,
-        "current_host": inst.host,
-        "hyperparameters": hps,
-        "channel_input_dirs": channel_dirs,
-        "model_dir": str(base / "model"),
-        "output_data_dir": str(base / "output" / "data"),
-        "output_dir": str(base / "output"),
-        "input_dir": str(base / "input"),
-        "input_config_dir": str(base / "input" / "config"),
-        "module_dir": str(base / "code"),
-        "user_entry_point": sagemaker_param(spec, "sagemaker_program"),
-        "num_cpus": os.cpu_count() or 1,
-        "num_gpus": 0,
-    }
-    env = dict(os.environ) if inherit else {}
-    env.update(spec.get("Environment", {}))
-    env.update(
-        {
-            "SM_HOSTS": json.dumps(hosts),
-            "SM_CURRENT_HOST": inst.host,
-            "SM_HPS": json.dumps(hps),
-            "SM_CHANNELS": json.dumps(channels),
-            "SM_MODEL_DIR": str(base / "model"),
-            "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
-            "SM_OUTPUT_DIR": str(base / "output"),
-            "SM_INPUT_DIR": str(base / "input"),
-            "SM_INPUT_CONFIG_DIR": str(base / "input" / "config"),
-            "SM_MODULE_DIR": str(base / "code"),
-            "SM_NUM_CPUS": str(os.cpu_count() or 1),
-            "SM_NUM_GPUS": "0",
-            "SM_USER_ARGS": json.dumps(user_args(spec)),
-            "SM_TRAINING_ENV": json.dumps(training_env),
-            "SSM_STATE_DIR": str(state),
-            "TRAINING_JOB_NAME": job_name,
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    for key, value in hps.items():
-        env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-    for name, path in channel_dirs.items():
-        env[f"SM_CHANNEL_{name.upper()}"] = path
-    return env
-
-
-def write_config(spec: JobSpec, inst: Instance, hosts: list[str]) -> None:
-    """The instance's `input/config` files: hyperparameters, resources, channels."""
-    config = inst.base / "input" / "config"
-    hps = {k: v for k, v in spec.get("HyperParameters", {}).items()}
-    (config / "hyperparameters.json").write_text(json.dumps(hps, indent=2))
-    resource = {"current_host": inst.host, "hosts": hosts, "network_interface_name": "lo"}
-    (config / "resourceconfig.json").write_text(json.dumps(resource, indent=2))
-    data_config = {
-        c["ChannelName"]: {
-            "TrainingInputMode": "File",
-            "S3DistributionType": c["DataSource"]["S3DataSource"]["S3DataDistributionType"],
-            "RecordWrapperType": "None",
-        }
-        for c in spec.get("InputDataConfig", [])
-    }
-    (config / "inputdataconfig.json").write_text(json.dumps(data_config, indent=2))
 
 
 def _write_json(path: Path, doc: object) -> None:
