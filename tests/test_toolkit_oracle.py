@@ -54,10 +54,11 @@ ORACLE = """
 import json, os
 from sagemaker_training import environment
 env = environment.Environment()
+set_for_the_job = ("SAGEMAKER_JOB_NAME", "CURRENT_HOST", "SAGEMAKER_REGION")
 print(json.dumps({
     "env": env.to_env_vars(),
     "args": env.to_cmd_args(),
-    "environ": {k: os.environ[k] for k in ("SAGEMAKER_JOB_NAME", "CURRENT_HOST", "SAGEMAKER_REGION")},
+    "environ": {k: os.environ[k] for k in set_for_the_job},
 }))
 """
 
