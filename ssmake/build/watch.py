@@ -33,6 +33,7 @@ from typing import Protocol
 
 from ssmake.build.engine import BuildResult
 from ssmake.build.observer import SaveObserver
+from ssmake.build.watch_answer import WatchAnswers
 from ssmake.errors import SsmakeError
 from ssmake.events import Event, JobLaunched, TaskDone, TaskFailedEvent, TaskStarted
 from ssmake.plan import layout
@@ -122,6 +123,7 @@ class Watcher:
         self._build_thread: threading.Thread | None = None
         self._loop_thread: threading.Thread | None = None
         self._observer = SaveObserver(self._on_save)
+        self.answers = WatchAnswers(self.root)  # for `ssmake --check` in another shell
         self._crash: BaseException | None = None
         self._stopping = threading.Event()
 
@@ -131,7 +133,8 @@ class Watcher:
         """Load the project (ConfigError if invalid), watch, and start the first build."""
         self._project = load_project(self.root, self.ssmfile)
         self._scope = Scope.of(self._project, self.targets)
-        self._observer.start(self._scope.watch_plan())
+        self.answers.start(lambda: self._project if self.idle and not self.config_error else None)
+        self._observer.start({**self._scope.watch_plan(), **self.answers.watch_plan()})
         self._loop_thread = threading.Thread(target=self._loop, name="watch", daemon=True)
         self._loop_thread.start()
 
@@ -146,6 +149,7 @@ class Watcher:
         if self._loop_thread is not None:
             self._loop_thread.join()
         self._observer.stop()
+        self.answers.stop()
 
     def join(self) -> None:
         """Wait until the watch ends: after stop(), or on a bug (re-raised here)."""
@@ -177,16 +181,17 @@ class Watcher:
     def _rewatch(self) -> None:
         """Watch what the scope needs now (directories come and go)."""
         assert self._scope is not None
-        self._observer.rewatch(self._scope.watch_plan())
+        self._observer.rewatch({**self._scope.watch_plan(), **self.answers.watch_plan()})
 
     def _on_save(self, paths: Sequence[Path], is_directory: bool) -> None:
         scope = self._scope
         assert scope is not None
         for path in paths:
-            if scope.ignored(path, is_directory):
+            if self.answers.cookie(path) or scope.ignored(path, is_directory):
                 continue
             # While the Ssmfile is broken, any save may fix it (a missing entry point).
             if self.config_error is not None or scope.matters(path):
+                self.answers.saw(scope, self._project, path, self.config_error is not None)
                 self._inbox.put(path)
 
     def _on_event(self, event: Event) -> None:
@@ -326,6 +331,7 @@ class Watcher:
                 return
             self.builds.append(build)
             self._current = build
+            self.answers.launched(build.number)
             self._cond.notify_all()
         self.view.build_started(trigger)
         self._build_thread = threading.Thread(
@@ -343,6 +349,7 @@ class Watcher:
                 engine = session.engine(self._on_event, jobs=self.jobs, keep_going=True)
                 engine.interrupt = build.interrupt  # the watcher decides when to stop
                 build.result = engine.build(build.targets)
+                self.answers.record(build.number, session, build.result)
                 if build.interrupt.is_set() and engine.backend.detaches:
                     for task, job in build.running.items():
                         if job is None:

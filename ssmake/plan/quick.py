@@ -26,6 +26,7 @@ from ssmake.plan.statdigest import StatDigest, marker_hash
 
 TYPE_CHECKING = False  # not typing's: importing it would cost this module's every run
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ssmake.plan.ignore import Entry
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 VERSION = 1
 SNAPSHOT = "check.json"
+WATCH_SOCKET = "watch.sock"
+WATCH_TIMEOUT = 2.0  # seconds for a running `ssmake watch` to answer
 SSMFILE = "Ssmfile.toml"
 # Below this many files a second process costs more than it saves.
 FORK_MIN_FILES = 4000
@@ -57,12 +60,46 @@ def up_to_date(directory: str) -> bool:
     root = _project_root(os.path.realpath(directory))
     if root is None:
         return False
+    if ask_watcher(root):
+        return True
     try:
         with open(snapshot_path(root), "rb") as f:
             doc = json.loads(f.read())
         return _holds(root, doc)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False  # no snapshot, or one this code cannot read: the normal plan decides
+
+
+def ask_watcher(root: str) -> bool | None:
+    """What a `ssmake watch` running in the project says (build/watch_answer.py):
+    True for "up to date", False for "unsure", None when no watcher answers."""
+    path = os.path.join(root, ".ssmake", WATCH_SOCKET)
+    if not os.path.exists(path):
+        return None
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(WATCH_TIMEOUT)
+            unix_address(path, sock.connect)
+            sock.sendall(b"check\n")
+            reply = sock.recv(64)
+    except OSError:
+        return None
+    return reply == b"up-to-date\n"
+
+
+def unix_address(path: str, use: Callable[[str], None]) -> None:
+    """Bind or connect (`use`) a Unix socket at `path`, also when the path is longer
+    than a socket address may be: then through /proc/self/fd and its directory."""
+    if len(os.fsencode(path)) < 100:
+        use(path)
+        return
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        use(f"/proc/self/fd/{fd}/{os.path.basename(path)}")
+    finally:
+        os.close(fd)
 
 
 def _project_root(start: str) -> str | None:
