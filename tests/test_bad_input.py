@@ -220,6 +220,28 @@ BAD_SSMFILES: list[tuple[str, str, str]] = [
         "those, got date 1979-05-27",
     ),
     (
+        "unknown distribution strategy",
+        T + "distribution = { torch_distribute = { enabled = true } }\n",
+        "tasks.t.distribution.torch_distribute: unknown strategy; "
+        "did you mean 'torch_distributed'?",
+    ),
+    (
+        "two distribution strategies",
+        T + "distribution = { mpi = { enabled = true }, pytorchddp = { enabled = true } }\n",
+        "tasks.t.distribution: needs exactly one strategy, "
+        "one of torch_distributed, pytorchddp, mpi",
+    ),
+    (
+        "distribution without enabled",
+        T + "distribution = { mpi = { processes_per_host = 2 } }\n",
+        "tasks.t.distribution.mpi.enabled: missing; add enabled = true",
+    ),
+    (
+        "distribution setting of another strategy",
+        T + "distribution = { pytorchddp = { enabled = true, processes_per_host = 2 } }\n",
+        "tasks.t.distribution.pytorchddp.processes_per_host: unknown key",
+    ),
+    (
         "hyperparameter date",
         T + "hyperparameters = { a = 1979-05-27 }\n",
         "got date 1979-05-27",

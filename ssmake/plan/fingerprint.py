@@ -281,7 +281,7 @@ class Fingerprinter:
         return cached
 
     def _params(self, task: Task) -> Components:
-        return {
+        params: Components = {
             "hyperparameters": task.hyperparameters,
             # Values are hashed, never kept: environments carry secrets.
             "environment": {
@@ -292,6 +292,10 @@ class Fingerprinter:
             "completion": task.completion,
             "metrics": task.metrics,
         }
+        if task.distribution:
+            # Only when set, so that the fingerprints of every other task stay as they were.
+            params["distribution"] = task.distribution
+        return params
 
     def _components(
         self, task: Task, upstream: Mapping[str, Mapping[str, Any]], trees: _Files

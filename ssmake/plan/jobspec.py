@@ -6,6 +6,7 @@ The SageMaker backend sends it as is; the local backend executes the same spec.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,10 @@ def build_job_spec(
     region: str | None,
 ) -> JobSpec:
     """The CreateTrainingJob request that runs one job of `task`."""
+    # Every value JSON-encoded, as the SageMaker SDK's estimators send them.
     hyperparameters = {k: json.dumps(v) for k, v in task.hyperparameters.items()}
+    distribution = distribution_hyperparameters(task.distribution, task.instance_type)
+    hyperparameters.update({k: json.dumps(v) for k, v in distribution.items()})
     hyperparameters.update(
         sagemaker_program=json.dumps(entry_point),
         sagemaker_submit_directory=json.dumps(code_uri),
@@ -105,6 +109,39 @@ def build_job_spec(
         # CreateTrainingJob rejects an empty list: a job without inputs has none.
         del spec["InputDataConfig"]
     return spec
+
+
+def distribution_hyperparameters(
+    distribution: Mapping[str, Mapping[str, object]], instance_type: str
+) -> dict[str, object]:
+    """The hyperparameters the SageMaker SDK's PyTorch estimator adds for `distribution`
+    (`_pytorch_distribution_configuration`, `_distribution_configuration`)."""
+    out: dict[str, object] = {}
+    if "torch_distributed" in distribution or "pytorchddp" in distribution:
+        torch = "torch_distributed" in distribution
+        settings = distribution["torch_distributed" if torch else "pytorchddp"]
+        if settings.get("enabled", False):
+            flag = (
+                "sagemaker_torch_distributed_enabled" if torch else "sagemaker_pytorch_ddp_enabled"
+            )
+            out[flag] = True
+            out["sagemaker_instance_type"] = instance_type
+    elif "mpi" in distribution:
+        mpi = distribution["mpi"]
+        out["sagemaker_mpi_enabled"] = mpi.get("enabled", False)
+        if mpi.get("processes_per_host"):
+            out["sagemaker_mpi_num_of_processes_per_host"] = mpi["processes_per_host"]
+        out["sagemaker_mpi_custom_mpi_options"] = mpi.get("custom_mpi_options", "")
+    return out
+
+
+def with_region(spec: JobSpec, region: str) -> JobSpec:
+    """`spec` with `region` as its sagemaker_region hyperparameter, unless it has one: the
+    SDK always sends it, and the toolkit reads it (SAGEMAKER_REGION)."""
+    hyperparameters = spec.get("HyperParameters", {})
+    if "sagemaker_region" in hyperparameters:
+        return spec
+    return {**spec, "HyperParameters": {**hyperparameters, "sagemaker_region": json.dumps(region)}}
 
 
 def sagemaker_param(spec: JobSpec, name: str) -> str:

@@ -20,6 +20,13 @@ COMPLETIONS: tuple[str, ...] = ("job", "marked")
 DOWNLOAD_KINDS: tuple[str, ...] = ("model", "output", "state", "logs")
 BACKEND_NAMES: tuple[str, ...] = ("local", "sagemaker")
 FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow")
+# The `distribution` strategies, as the SageMaker SDK's estimators name them, and
+# the keys each takes besides `enabled`.
+DISTRIBUTION_STRATEGIES: dict[str, tuple[str, ...]] = {
+    "torch_distributed": (),
+    "pytorchddp": (),
+    "mpi": ("processes_per_host", "custom_mpi_options"),
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ class Task:
     completion: Completion = "job"
     after: tuple[str, ...] = ()
     local_docker: bool = False
+    #: How instances train together, as the SDK's `distribution` argument: one
+    #: strategy and its settings, like {"torch_distributed": {"enabled": True}}.
+    distribution: dict[str, dict[str, object]] = field(default_factory=dict)
     # An expansion of a task's matrix: its values (empty for a task without one).
     matrix: dict[str, object] = field(default_factory=dict)
 

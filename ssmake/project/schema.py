@@ -13,7 +13,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ssmake.errors import ConfigError
-from ssmake.project.model import COMPLETIONS, DOWNLOAD_KINDS, FRAMEWORKS
+from ssmake.project.model import (
+    COMPLETIONS,
+    DISTRIBUTION_STRATEGIES,
+    DOWNLOAD_KINDS,
+    FRAMEWORKS,
+)
 from ssmake.project.tomlpos import KeyPath, Locator, format_key
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -258,6 +263,46 @@ def check_tags(issues: Issues, value: Any, path: KeyPath) -> dict[str, str] | No
 
 Check = Callable[[Issues, Any, KeyPath], Any]
 
+_DISTRIBUTION_SETTINGS: dict[str, Check] = {
+    "enabled": check_boolean,
+    "processes_per_host": partial(check_integer, minimum=1),
+    "custom_mpi_options": partial(check_string, empty=True),
+}
+
+
+def check_distribution(
+    issues: Issues, value: Any, path: KeyPath
+) -> dict[str, dict[str, object]] | None:
+    """One strategy, as the SageMaker SDK's `distribution`: { torch_distributed =
+    { enabled = true } }, { pytorchddp = ... } or { mpi = { enabled = true,
+    processes_per_host = N, custom_mpi_options = "..." } }."""
+    table = check_table(issues, value, path)
+    if table is None:
+        return None
+    names = ", ".join(DISTRIBUTION_STRATEGIES)
+    if len(table) != 1:
+        issues.invalid(path, f"needs exactly one strategy, one of {names}")
+        return None
+    ((strategy, settings),) = table.items()
+    where = (*path, strategy)
+    if strategy not in DISTRIBUTION_STRATEGIES:
+        hint = did_you_mean(strategy, DISTRIBUTION_STRATEGIES, "strategies are")
+        issues.add(UNKNOWN, where, f"unknown strategy; {hint}")
+        return None
+    settings = check_table(issues, settings, where)
+    if settings is None:
+        return None
+    issues.unknown_keys(settings, ("enabled", *DISTRIBUTION_STRATEGIES[strategy]), where)
+    if "enabled" not in settings:
+        issues.invalid((*where, "enabled"), "missing; add enabled = true")
+        return None
+    checked: dict[str, object] = {}
+    for key, item in settings.items():
+        check = _DISTRIBUTION_SETTINGS.get(key)
+        if check is not None and (result := check(issues, item, (*where, key))) is not None:
+            checked[key] = result
+    return {strategy: checked}
+
 
 CHECKS: dict[str, Check] = {
     "source_dir": check_string,
@@ -280,6 +325,7 @@ CHECKS: dict[str, Check] = {
     "completion": partial(check_choice, allowed=COMPLETIONS),
     "after": check_strings,
     "local_docker": check_boolean,
+    "distribution": check_distribution,
 }
 
 

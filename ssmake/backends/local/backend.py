@@ -7,12 +7,13 @@ import signal
 import threading
 from pathlib import Path
 
+from ssmake import aws
 from ssmake.backends import JobResult, LogFn, StatusFn
 from ssmake.backends.local.executor import LocalExecutor
 from ssmake.backends.local.supervise import job_process_groups, recover_abandoned
 from ssmake.errors import BackendError
 from ssmake.images.resolve import is_local_label
-from ssmake.plan.jobspec import JobSpec
+from ssmake.plan.jobspec import JobSpec, with_region
 
 
 class LocalBackend:
@@ -44,6 +45,9 @@ class LocalBackend:
                 forward(host, line)
 
         image = str(spec["AlgorithmSpecification"]["TrainingImage"])
+        region = _configured_region()
+        if region is not None:
+            spec = with_region(spec, region)
         executor = LocalExecutor(
             spec,
             self.work_dir / "runs" / name,
@@ -100,3 +104,12 @@ class LocalBackend:
         """Clean up after `job`, launched by an ssmake process that died: stop its
         orphaned instances, keep the state they wrote. Returns what was done."""
         return recover_abandoned(self.work_dir / "runs" / job, grace_seconds=self.grace_seconds)
+
+
+def _configured_region() -> str | None:
+    """The region AWS's configuration names, if any: a local job needs none, but
+    SageMaker's containers are told theirs (sagemaker_region)."""
+    try:
+        return aws.resolve_region(None)
+    except BackendError:
+        return None

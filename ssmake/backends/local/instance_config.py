@@ -3,7 +3,7 @@
 `write_config` writes the files SageMaker writes into a training container;
 `environment` reads them back and derives the worker's variables from them as
 AWS's `sagemaker-training` toolkit does (`training_env`), adding what the
-PyTorch container sets (MASTER_ADDR, MASTER_PORT) and ssmake's own
+PyTorch container sets (MASTER_ADDR, MASTER_PORT, NCCL_*) and ssmake's own
 (SSM_STATE_DIR). Where a value differs from SageMaker's, it is for a reason
 of running on one machine, listed in docs/api.md.
 """
@@ -118,14 +118,20 @@ def environment(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH")) if p)
     env.update(
         {
+            # What the PyTorch container sets for every job, the master being here.
             "MASTER_ADDR": MASTER_ADDR,
             "MASTER_PORT": str(master_port),
+            "NCCL_SOCKET_IFNAME": str(resource["network_interface_name"]),
+            "NCCL_IB_DISABLE": "1",
+            "NCCL_DEBUG": "WARN",
             "SSM_STATE_DIR": str(state),
             "PYTHONUNBUFFERED": "1",
         }
     )
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    if toolkit_env["additional_framework_parameters"].get("sagemaker_torch_distributed_enabled"):
+        env["NCCL_PROTO"] = "simple"  # as the toolkit's torchrun launcher sets it
     return env
 
 

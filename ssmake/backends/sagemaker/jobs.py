@@ -15,7 +15,7 @@ from ssmake.backends import JobResult, LogFn, StatusFn
 from ssmake.backends.sagemaker.logs import LogFollower
 from ssmake.backends.sagemaker.roles import ExecutionRole, NoticeFn, print_notice
 from ssmake.errors import ConfigError
-from ssmake.plan.jobspec import JobSpec
+from ssmake.plan.jobspec import JobSpec, with_region
 from ssmake.project.matrix import slug
 from ssmake.project.model import Task
 from ssmake.stores import Store
@@ -90,6 +90,7 @@ class SageMakerBackend:
 
     def launch(self, spec: JobSpec) -> None:
         name = str(spec["TrainingJobName"])
+        spec = with_region(spec, aws.resolve_region(self.region))
         self._role.grant_reading(_input_buckets(spec))
         sagemaker = self._client("sagemaker")
         with aws.translated(f"cannot launch training job {name}"):
