@@ -91,6 +91,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _usd(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text.removeprefix("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
 # `run`'s options, also listed by the top-level help: `ssmake -n` is `ssmake run -n`.
 RUN_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("-n", "--dry-run"), {"action": "store_true", "help": "show what would run, and why"}),
@@ -119,6 +131,14 @@ RUN_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         {"action": "store_true", "help": "keep running independent tasks after a failure"},
     ),
     (("--json",), {"action": "store_true", "help": "print the plan or result as JSON"}),
+    (
+        ("--max-cost",),
+        {
+            "type": _usd,
+            "metavar": "USD",
+            "help": "refuse a build estimated above USD; stop launching once it would pass",
+        },
+    ),
 )
 
 
@@ -161,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(status)
     status.add_argument("targets", nargs="*", metavar="TARGET")
     status.add_argument("--json", action="store_true", help="print the states as JSON")
+    status.add_argument(
+        "--cost",
+        action="store_true",
+        help="what the current results cost, and what rebuilding the stale tasks would",
+    )
 
     explain = sub.add_parser("explain", help="what changed since a task's last run")
     _common(explain)

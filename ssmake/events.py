@@ -69,6 +69,8 @@ class TaskDone:
     task: str
     job: str
     duration: float
+    # What the job cost, as said: "billed 4m 3s spot, $0.05 (saved 67%)" or "$0 on local".
+    cost: str = ""
 
 
 @dataclass(frozen=True)

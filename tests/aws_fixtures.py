@@ -112,6 +112,8 @@ class SageMakerEmulator:
         self.logs: dict[str, list[tuple[str, str]]] = {}
         #: When set, created jobs stay InProgress until `release`.
         self.hold = False
+        #: (TrainingTimeInSeconds, BillableTimeInSeconds) a completed job reports.
+        self.times: tuple[int, int] | None = None
         self._specs: dict[str, JobSpec] = {}
 
     def _moto_job(self, job: str) -> Any:
@@ -179,6 +181,9 @@ class SageMakerEmulator:
         self._post_logs(job, lines)
         if result.status == "Completed":
             self._set_status(job, "Completed", "Completed", "Training job completed")
+            if self.times is not None:
+                fake = self._moto_job(job)
+                fake.training_time_in_seconds, fake.billable_time_in_seconds = self.times
         else:
             self._set_status(job, result.status, result.status, result.failure_reason)
         return result

@@ -23,6 +23,9 @@ class JobResult:
     failure_reason: str = ""
     log_tail: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
+    # SageMaker's TrainingTimeInSeconds and BillableTimeInSeconds (per instance).
+    training_seconds: int | None = None
+    billable_seconds: int | None = None
 
 
 def describe_local_failure(result: JobResult) -> str:

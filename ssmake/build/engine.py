@@ -9,6 +9,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ssmake.backends import Backend
+from ssmake.build.budget import Budget
 from ssmake.build.inflight import Retry
 from ssmake.build.runner import TaskRunner
 from ssmake.errors import SsmakeError
@@ -21,6 +22,7 @@ from ssmake.events import (
     TaskStarted,
     TaskUpToDate,
 )
+from ssmake.plan.cost import describe_bill
 from ssmake.plan.planner import Marker, Planner
 from ssmake.project.graph import select
 from ssmake.project.model import Project
@@ -62,6 +64,7 @@ class Engine:
         *,
         jobs: int = 1,
         keep_going: bool = False,
+        budget: Budget | None = None,
     ) -> None:
         self.project = project
         self.planner = planner
@@ -70,6 +73,7 @@ class Engine:
         self.report = reporter
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
+        self.budget = budget
         self.interrupt = threading.Event()
 
     def build(self, targets: Collection[str], force: Collection[str] = ()) -> BuildResult:
@@ -113,6 +117,11 @@ class Engine:
                             outcomes[name] = Outcome(name, status, message=why)
                             self.report(TaskBlocked(name, why))
                             continue
+                        refused = self.budget.admit(name) if self.budget is not None else None
+                        if refused is not None:
+                            outcomes[name] = Outcome(name, "skipped", message=refused)
+                            self.report(TaskBlocked(name, refused))
+                            continue
                         upstream = {u: markers.get(u) for u in ups}
                         future = pool.submit(self._run_task, name, upstream, name in force)
                         running[future] = name
@@ -124,6 +133,9 @@ class Engine:
                         outcome = future.result()
                         outcomes[name] = outcome
                         markers[name] = self.planner.read_marker(name)
+                        if self.budget is not None:
+                            ran = outcome.status in ("done", "failed")
+                            self.budget.settle(name, ran, markers[name])
                         if outcome.status == "failed" and not self.keep_going:
                             stop_launching = True
                         if outcome.status == "interrupted":
@@ -159,7 +171,9 @@ class Engine:
                 new_marker = self.runner.run(task, fp, upstream, self.interrupt)
                 duration = time.monotonic() - started
                 job = str(new_marker["job"])
-                self.report(TaskDone(name, job, duration))
+                billing = new_marker.get("billing")
+                cost = describe_bill(billing) if billing else ""
+                self.report(TaskDone(name, job, duration, cost))
                 return Outcome(name, "done", fp.value, job, duration, plan.reasons)
             except Retry:
                 forced = False

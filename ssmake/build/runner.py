@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,6 +17,7 @@ from ssmake.backends import Backend, JobResult, describe_local_failure
 from ssmake.build.downloads import download_results, downloaded_job
 from ssmake.build.gather import gather_channel
 from ssmake.build.inflight import Claim, InflightRecords, Retry
+from ssmake.build.spot_check import SPOT_WITHOUT_STATE, mentions_state
 from ssmake.errors import TaskFailed
 from ssmake.events import (
     JobLaunched,
@@ -28,6 +29,7 @@ from ssmake.events import (
     TaskRestored,
 )
 from ssmake.plan import layout
+from ssmake.plan.cost import Costing, costing_for
 from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint
 from ssmake.plan.hashcache import sha256_path
 from ssmake.plan.jobspec import Channel, build_job_spec
@@ -57,36 +59,6 @@ def default_image(task: Task) -> str:
     return f"local/{task.framework}{version}"
 
 
-SPOT_WITHOUT_STATE = (
-    "warning: spot job without checkpointing: an interruption restarts it from scratch "
-    "(save progress in args.state, e.g. from worker_lib.onTermination, or set spot = false)"
-)
-# What code that keeps its progress in the task's state says (worker_toolkit's
-# names, the variable, or the checkpoint directory itself).
-STATE_MENTIONS = (
-    "args.state",
-    "SSM_STATE_DIR",
-    "initMultiWorkersState",
-    "onTermination",
-    "/state",
-)
-_MENTION_SCAN_BYTES = 4 << 20
-
-
-def mentions_state(files: Iterable[Path]) -> bool:
-    """Whether any of the code files names the task's state (its first 4 MiB)."""
-    needles = [m.encode() for m in STATE_MENTIONS]
-    for path in files:
-        try:
-            with path.open("rb") as f:
-                text = f.read(_MENTION_SCAN_BYTES)
-        except OSError:
-            continue
-        if any(n in text for n in needles):
-            return True
-    return False
-
-
 class TaskRunner:
     """Everything with side effects that one task's job needs."""
 
@@ -100,6 +72,7 @@ class TaskRunner:
         *,
         image_resolver: ImageResolver = default_image,
         work_dir: Path,
+        costing: Costing | None = None,
     ) -> None:
         self.project = project
         self.store = store
@@ -108,6 +81,7 @@ class TaskRunner:
         self.report = reporter
         self.image_resolver = image_resolver
         self.work_dir = work_dir
+        self.costing = costing or costing_for(project, os.environ)
         self.inflight = InflightRecords(store, backend, project.name, reporter)
 
     # -- staging -------------------------------------------------------------
@@ -231,7 +205,13 @@ class TaskRunner:
         return outputs
 
     def write_marker(
-        self, task: Task, fp: Fingerprint, job: str, outputs: Mapping[str, Any], started: float
+        self,
+        task: Task,
+        fp: Fingerprint,
+        job: str,
+        outputs: Mapping[str, Any],
+        started: float,
+        billing: Mapping[str, Any] | None = None,
     ) -> Marker:
         """The run record, then the marker: written last, so it only exists for a
         verified success."""
@@ -249,6 +229,8 @@ class TaskRunner:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "duration": round(time.time() - started, 3),
         }
+        if billing is not None:
+            marker["billing"] = dict(billing)
         data = json.dumps(marker, indent=1, sort_keys=True).encode()
         self.store.put(layout.run_record_key(self.project.name, task.name, fp.value), data)
         self.store.put(layout.marker_key(self.project.name, task.name), data)
@@ -318,7 +300,13 @@ class TaskRunner:
                     + describe_local_failure(result)
                 )
             outputs = self._verify(task, job, result.hosts)
-            marker = self.write_marker(task, fp, job, outputs, started)
+            billing = self.costing.bill(
+                task,
+                wall_seconds=time.time() - started,
+                training_seconds=result.training_seconds,
+                billable_seconds=result.billable_seconds,
+            )
+            marker = self.write_marker(task, fp, job, outputs, started, billing)
         finally:
             if interrupt.is_set() and claim.launched:
                 self.inflight.detach(claim)

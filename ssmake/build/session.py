@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from ssmake.backends import BACKENDS, Backend
 from ssmake.errors import ConfigError
 from ssmake.events import Reporter
+from ssmake.plan.cost import Costing, costing_for
 from ssmake.plan.fingerprint import Fingerprinter, S3Lister
 from ssmake.plan.hashcache import HashCache
 from ssmake.plan.planner import Planner
@@ -18,6 +20,7 @@ from ssmake.project.model import Project
 from ssmake.stores import Store, open_store
 
 if TYPE_CHECKING:
+    from ssmake.build.budget import Budget
     from ssmake.build.engine import Engine
     from ssmake.build.runner import ImageResolver
 
@@ -53,7 +56,18 @@ class Session:
             kwargs.setdefault("store", self.store)
         return factory(**kwargs)
 
-    def engine(self, reporter: Reporter, *, jobs: int = 1, keep_going: bool = False) -> Engine:
+    def costing(self) -> Costing:
+        """Prices for the project's jobs, in its region, on its backend."""
+        return costing_for(self.project, os.environ)
+
+    def engine(
+        self,
+        reporter: Reporter,
+        *,
+        jobs: int = 1,
+        keep_going: bool = False,
+        budget: Budget | None = None,
+    ) -> Engine:
         from ssmake.build.engine import Engine
         from ssmake.build.runner import TaskRunner
 
@@ -66,9 +80,17 @@ class Session:
             reporter,
             work_dir=self.work_dir,
             image_resolver=self.image_resolver(backend, reporter),
+            costing=self.costing(),
         )
         return Engine(
-            self.project, self.planner, runner, backend, reporter, jobs=jobs, keep_going=keep_going
+            self.project,
+            self.planner,
+            runner,
+            backend,
+            reporter,
+            jobs=jobs,
+            keep_going=keep_going,
+            budget=budget,
         )
 
     def image_resolver(self, backend: Backend, reporter: Reporter) -> ImageResolver:

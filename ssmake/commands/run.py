@@ -8,11 +8,14 @@ import sys
 from typing import TYPE_CHECKING
 
 from ssmake.commands import common
-from ssmake.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ssmake.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError
+from ssmake.plan.cost import plan_estimates, total, usd
 from ssmake.project.graph import select
+from ssmake.ui.costs import estimates_json, table, total_line
 from ssmake.ui.report import make_reporter
 
 if TYPE_CHECKING:
+    from ssmake.build.budget import Budget
     from ssmake.build.session import Session
 
 
@@ -21,9 +24,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dry_run or args.check:
             return _plan(session, args)
-        reporter = make_reporter(verbosity=common.verbosity(args))
         force = (args.targets or _all_selected(session, args)) if args.force else []
-        engine = session.engine(reporter, jobs=args.jobs, keep_going=args.keep_going)
+        budget = None if args.max_cost is None else _budget(session, args, force)
+        reporter = make_reporter(verbosity=common.verbosity(args))
+        engine = session.engine(reporter, jobs=args.jobs, keep_going=args.keep_going, budget=budget)
         try:
             result = engine.build(args.targets, force=force)
         finally:
@@ -59,29 +63,74 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    if common.verbosity(args) >= 0 or result.failed:
+    refused = budget.refused if budget is not None else []
+    if common.verbosity(args) >= 0 or result.failed or refused:
         print(f"ssmake: {summary}", file=sys.stderr)
-    return EXIT_FAILED if result.failed else EXIT_OK
+    if refused:
+        print(
+            f"ssmake: stopped at --max-cost: {', '.join(refused)} not started "
+            f"(spent {usd(budget.spent if budget else 0.0)})",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if result.failed or refused else EXIT_OK
 
 
 def _all_selected(session: Session, args: argparse.Namespace) -> list[str]:
     return select(session.project, args.targets)
 
 
+def _budget(session: Session, args: argparse.Namespace, force: list[str]) -> Budget:
+    """The --max-cost budget of this build; refuses one whose estimate is above it."""
+    from ssmake.build.budget import Budget
+
+    plans = session.planner.plan(args.targets, force=force)
+    costing = session.costing()
+    estimates = plan_estimates(plans, session.planner, costing)
+    amount, _, unknown = total(estimates.values())
+    limit = float(args.max_cost)
+    if unknown:
+        raise ConfigError(
+            f"cannot check --max-cost: no price for the instance type of {', '.join(unknown)} "
+            f"in {costing.region}; add it to a [project] prices file, or drop --max-cost"
+        )
+    if amount > limit:
+        lines = "\n".join(table(estimates, costing))
+        raise ConfigError(
+            f"the estimated cost, {usd(amount)}, is above --max-cost {usd(limit)}; nothing "
+            f"was started. Raise the limit, build fewer targets, or lower max_run_mins:\n{lines}"
+        )
+    return Budget(limit, estimates)
+
+
 def _plan(session: Session, args: argparse.Namespace) -> int:
     force = (args.targets or _all_selected(session, args)) if args.force else []
     plans = session.planner.plan(args.targets, force=force)
+    costing = session.costing()
+    estimates = {} if args.check else plan_estimates(plans, session.planner, costing)
     if args.json:
-        doc = {"project": session.project.name, "tasks": [p.as_json() for p in plans]}
+        tasks = [p.as_json() for p in plans]
+        for doc in tasks:
+            if doc["name"] in estimates:
+                doc["estimate"] = estimates[doc["name"]].as_json()
+        doc = {
+            "project": session.project.name,
+            "tasks": tasks,
+            "estimate": estimates_json(estimates, costing),
+        }
         print(json.dumps(doc, indent=2))
     elif args.check:
         for p in plans:
             if p.state != "up-to-date":
                 print(f"{p.name}: {p.state}: {'; '.join(p.reasons)}", file=sys.stderr)
     else:
+        on_sagemaker = costing.backend == "sagemaker"
         for p in plans:
             why = f" ({'; '.join(p.reasons)})" if p.reasons else ""
             print(f"{p.name}: {p.state}{why}")
+            if on_sagemaker and p.name in estimates:
+                print(f"    cost: {estimates[p.name].describe(costing.region)}")
+        if on_sagemaker:
+            print(total_line(estimates, costing))
     stale = any(p.state != "up-to-date" for p in plans)
     if args.check:
         return EXIT_FAILED if stale else EXIT_OK

@@ -1,16 +1,21 @@
-"""`ssmake status`: every selected task, up to date or stale (and the first reason why)."""
+"""`ssmake status`: every selected task, up to date or stale (and the first reason why);
+with --cost, what the current results cost and what a rebuild of the stale ones would."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ssmake.commands import common
 from ssmake.errors import EXIT_OK
+from ssmake.plan.cost import Costing, Estimate, plan_estimates, usd
 from ssmake.project.graph import grouped, summary
+from ssmake.ui.costs import estimates_json, total_line
 
 if TYPE_CHECKING:
+    from ssmake.build.session import Session
     from ssmake.plan.planner import TaskPlan
 
 
@@ -18,10 +23,16 @@ def run(args: argparse.Namespace) -> int:
     session = common.session(args)
     try:
         plans = session.planner.plan(args.targets)
+        costs = _costs(session, plans) if getattr(args, "cost", False) else None
     finally:
         session.close()
     if args.json:
-        doc = {"project": session.project.name, "tasks": [p.as_json() for p in plans]}
+        doc: dict[str, Any] = {
+            "project": session.project.name,
+            "tasks": [p.as_json() for p in plans],
+        }
+        if costs is not None:
+            doc["cost"] = costs.as_json()
         print(json.dumps(doc, indent=2))
         return EXIT_OK
     by_name = {p.name: p for p in plans}
@@ -34,7 +45,54 @@ def run(args: argparse.Namespace) -> int:
         print(f"{group:<{width}}  {summary(states)}")
         for name in names:
             print("  " + _line(by_name[name], width - 2))
+    if costs is not None:
+        print(costs.current_line())
+        print("rebuilding the stale tasks: " + total_line(costs.estimates, costs.costing))
     return EXIT_OK
+
+
+@dataclass
+class _Costs:
+    """What the up-to-date results cost (each task's last bill), and what the stale
+    tasks would cost to rebuild."""
+
+    costing: Costing
+    billed: dict[str, float]
+    unbilled: list[str]
+    estimates: dict[str, Estimate]
+
+    def current_line(self) -> str:
+        jobs = len(self.billed)
+        line = f"cost of the current results: {usd(sum(self.billed.values()))} for {jobs} job"
+        line += "" if jobs == 1 else "s"
+        if self.unbilled:
+            line += f" ({len(self.unbilled)} more without a recorded bill)"
+        return line
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "current_usd": round(sum(self.billed.values()), 4),
+            "current": {name: round(cost, 4) for name, cost in self.billed.items()},
+            "unbilled": self.unbilled,
+            "rebuild": estimates_json(self.estimates, self.costing),
+            "rebuild_tasks": {name: e.as_json() for name, e in self.estimates.items()},
+        }
+
+
+def _costs(session: Session, plans: list[TaskPlan]) -> _Costs:
+    costing = session.costing()
+    billed: dict[str, float] = {}
+    unbilled: list[str] = []
+    for p in plans:
+        if p.state != "up-to-date":
+            continue
+        cost = ((session.planner.read_marker(p.name) or {}).get("billing") or {}).get("usd")
+        if isinstance(cost, int | float):
+            billed[p.name] = float(cost)
+        else:
+            unbilled.append(p.name)
+    estimates = plan_estimates(plans, session.planner, costing)
+    return _Costs(costing, billed, unbilled, estimates)
 
 
 def _line(p: TaskPlan, width: int) -> str:

@@ -33,7 +33,7 @@ __all__ = ["SSMFILE", "Locator", "build_task", "load_project"]
 SSMFILE = "Ssmfile.toml"
 
 TOP_KEYS = ("project", "defaults", "tasks")
-PROJECT_KEYS = ("name", "backend", "store", "region", "default")
+PROJECT_KEYS = ("name", "backend", "store", "region", "default", "prices")
 
 _TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -182,6 +182,12 @@ def _project_settings(issues: schema.Issues, value: Any, root: Path) -> dict[str
     settings["store"] = store
     if "region" in table:
         settings["region"] = schema.check_string(issues, table["region"], (*path, "region"))
+    if "prices" in table:
+        prices = schema.check_string(issues, table["prices"], (*path, "prices"))
+        if prices is not None and not (root / prices).is_file():
+            message = f"{prices!r} not found; create the JSON file of prices or fix the path"
+            issues.add(schema.ON_DISK, (*path, "prices"), message)
+        settings["prices"] = prices
     if "default" in table:
         default = schema.check_strings(issues, table["default"], (*path, "default"))
         if default == ():

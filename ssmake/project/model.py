@@ -127,6 +127,8 @@ class Project:
     store: str = ".ssmake"
     region: str | None = None
     default: tuple[str, ...] = ()
+    # A JSON file of USD prices per instance-hour over the shipped table.
+    prices: str | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     # Tasks of this project known only by their markers in the store, never run
     # from here: `ssm` defines one task, and the tasks it consumes ran before.

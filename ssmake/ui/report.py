@@ -66,8 +66,9 @@ def describe(event: Event, verbosity: int) -> str | None:
             return f"ssmake: {task}: {message}" if verbosity >= 1 else None
         case LogLine(task=task, host=host, line=line):
             return f"[{task} {host}] {line}" if verbosity >= 0 else None
-        case TaskDone(task=task, job=job, duration=duration):
-            return f"ssmake: {task}: done in {duration:.1f}s (job {job})"
+        case TaskDone(task=task, job=job, duration=duration, cost=cost):
+            spent = f", {cost}" if cost else ""
+            return f"ssmake: {task}: done in {_took(duration)}{spent} (job {job})"
         case TaskFailedEvent(task=task, message=message):
             return f"ssmake: {task}: FAILED: {message}"
         case TaskBlocked(task=task, reason=reason):
@@ -147,8 +148,8 @@ class LiveReporter:
                 self._set(task, "running")
             case JobLaunched(task=task, job=job):
                 self._set(task, "running", job)
-            case TaskDone(task=task, job=job, duration=duration):
-                self._set(task, "done", f"{duration:.1f}s {job}")
+            case TaskDone(task=task, job=job, duration=duration, cost=cost):
+                self._set(task, "done", f"{_took(duration)}{', ' + cost if cost else ''} {job}")
             case TaskFailedEvent(task=task, message=message):
                 self._set(task, "failed")
                 self.console.print(
@@ -187,3 +188,12 @@ def make_reporter(
     if target.isatty():
         return LiveReporter(target, verbosity=verbosity)
     return PlainReporter(target, verbosity=verbosity)
+
+
+def _took(seconds: float) -> str:
+    """`0.4s` for a quick job, `12m 10s` for a longer one."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"

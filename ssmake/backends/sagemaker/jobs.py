@@ -156,7 +156,14 @@ class SageMakerBackend:
                 on_status(_summary(desc))
                 count = int(desc["ResourceConfig"]["InstanceCount"])
                 hosts = [f"algo-{i}" for i in range(1, count + 1)]
-                return JobResult(status, desc.get("FailureReason", ""), list(follower.tail), hosts)
+                return JobResult(
+                    status,
+                    desc.get("FailureReason", ""),
+                    list(follower.tail),
+                    hosts,
+                    training_seconds=desc.get("TrainingTimeInSeconds"),
+                    billable_seconds=desc.get("BillableTimeInSeconds"),
+                )
             interrupt.wait(self.poll_seconds)
 
     def stop(self, job: str) -> None:
