@@ -37,14 +37,25 @@ def child_sync(args: argparse.Namespace) -> None:
     """One ssmake sync, in this (fresh) process; prints its stats as JSON."""
     started = time.perf_counter()
     sys.path.insert(0, str(REPO))
+    from ssmake.plan.hashcache import HashCache
+    from ssmake.plan.snapshot import FileEntry, is_executable
     from ssmake.stores.s3 import S3Store
 
     root = Path(args.child)
-    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
-    store = S3Store(args.bucket, etag_cache=Path(args.etag_cache))
+    paths = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    stats_of = [p.stat() for p in paths]
+    # What planning does first: the snapshot, through the hash cache.
+    cache = HashCache(Path(args.etag_cache))
+    digests = cache.hash_files(list(zip(paths, stats_of, strict=True)))
+    cache.save()
+    files = {
+        p.relative_to(root).as_posix(): FileEntry(str(p), str(p), st.st_size, d, is_executable(st))
+        for p, st, d in zip(paths, stats_of, digests, strict=True)
+    }
+    store = S3Store(args.bucket)
     assert store.client is not None  # boto3's import and set-up count in the process time
     sync_started = time.perf_counter()
-    stats = store.sync_dir(root, "input/", files)
+    stats = store.sync_dir("input/", files)
     done = time.perf_counter()
     doc = {
         "uploaded": stats.uploaded,

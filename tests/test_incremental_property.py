@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 
 from ssmake.cli import main
 
-WORKER = "import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('{tag}')\n"
+# The model names its job: a rerun's outputs always differ, so its downstream reruns.
+WORKER = (
+    "import os\n# {tag}\n"
+    "open(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w')"
+    ".write(os.environ['TRAINING_JOB_NAME'])\n"
+)
 
 
 @st.composite
@@ -101,7 +106,8 @@ def test_exactly_the_affected_tasks_run(
                     path = root / f"{name}.py"
                     path.write_text(path.read_text())
                 else:
-                    (root / "data" / name / "debug.log").write_text(str(version[name]))
+                    # Ignored (and outside every input: inside one, a file is data).
+                    (root / f"{name}.debug.log").write_text(str(version[name]))
             # Versions only grow, so no edit is a revert that the run cache could restore.
             assert build(root) == sorted(downstream(graph, changed))
             assert build(root) == []

@@ -13,6 +13,7 @@ import pytest
 
 from ssmake import aws as ssmake_aws
 from ssmake.errors import EXIT_USAGE, KeyNotFound, StoreError
+from ssmake.plan.snapshot import ChangedWhileStaging, FileEntry, is_executable
 from ssmake.stores import open_store, store_for_uri
 from ssmake.stores.s3 import S3Store
 from ssmake.stores.s3_etags import MIB, TransferSizes, s3_etag
@@ -111,25 +112,34 @@ def test_get_file_replaces_atomically(bucket: str, tmp_path: Path) -> None:
     assert sorted(os.listdir(dest.parent)) == ["model.tar.gz"]
 
 
+def snap(files: dict[str, Path]) -> dict[str, FileEntry]:
+    """The snapshot planning would take of `files`."""
+    out = {}
+    for rel, path in files.items():
+        st = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        out[rel] = FileEntry(str(path), rel, st.st_size, digest, is_executable(st))
+    return out
+
+
 def test_sync_uploads_changes_and_deletes(bucket: str, tmp_path: Path) -> None:
     local = tmp_path / "data"
     files = write_tree(local, {f"d/{i}.txt": f"file {i}".encode() for i in range(30)})
-    cache = tmp_path / "etags.json"
     progress: list[int] = []
-    store = S3Store(bucket, etag_cache=cache, on_progress=progress.append)
-    first = store.sync_dir(local, "p/t/input/data/", files)
+    store = S3Store(bucket, on_progress=progress.append)
+    first = store.sync_dir("p/t/input/data/", snap(files))
     assert (first.uploaded, first.deleted, first.unchanged) == (30, 0, 0)
     assert first.uploaded_bytes == sum(p.stat().st_size for p in files.values())
     assert sum(progress) == first.uploaded_bytes
 
     # A new process: nothing changed, nothing is uploaded.
-    second = S3Store(bucket, etag_cache=cache).sync_dir(local, "p/t/input/data/", files)
+    second = S3Store(bucket).sync_dir("p/t/input/data/", snap(files))
     assert (second.uploaded, second.uploaded_bytes, second.unchanged) == (0, 0, 30)
 
     # Same size, new content: the ETag tells. A deleted file goes remotely too.
     files["d/3.txt"].write_bytes(b"FILE 3")
     files.pop("d/7.txt").unlink()
-    third = S3Store(bucket, etag_cache=cache).sync_dir(local, "p/t/input/data/", files)
+    third = S3Store(bucket).sync_dir("p/t/input/data/", snap(files))
     assert (third.uploaded, third.uploaded_bytes, third.deleted) == (1, 6, 1)
     assert third.unchanged == 28
     assert store.get("p/t/input/data/d/3.txt") == b"FILE 3"
@@ -140,14 +150,14 @@ def test_sync_uploads_changes_and_deletes(bucket: str, tmp_path: Path) -> None:
 def test_sync_trusts_its_manifest_and_recovers_without_it(bucket: str, tmp_path: Path) -> None:
     store = S3Store(bucket)
     mine = write_tree(tmp_path / "mine", {"a": b"1", "b": b"22", "c": b"333"})
-    store.sync_dir(tmp_path / "mine", "p/t/input/data/", mine)
+    store.sync_dir("p/t/input/data/", snap(mine))
     # The manifest sits beside the prefix, outside the job's channel.
     assert store.exists("p/t/input/data.ssmake-sync.json")
     assert [o.key for o in store.list("p/t/input/data/")] == [f"p/t/input/data/{n}" for n in "abc"]
 
     # Someone else syncs another tree to the same prefix: the result is theirs.
     theirs = write_tree(tmp_path / "theirs", {"a": b"1", "b": b"XX", "d": b"4"})
-    stats = S3Store(bucket).sync_dir(tmp_path / "theirs", "p/t/input/data/", theirs)
+    stats = S3Store(bucket).sync_dir("p/t/input/data/", snap(theirs))
     assert (stats.uploaded, stats.deleted, stats.unchanged) == (2, 1, 1)
     assert {o.key[-1]: store.get(o.key) for o in store.list("p/t/input/data/")} == {
         "a": b"1",
@@ -157,7 +167,7 @@ def test_sync_trusts_its_manifest_and_recovers_without_it(bucket: str, tmp_path:
 
     # Without the manifest the sync lists, and writes it again.
     store.delete("p/t/input/data.ssmake-sync.json")
-    stats = S3Store(bucket).sync_dir(tmp_path / "theirs", "p/t/input/data/", theirs)
+    stats = S3Store(bucket).sync_dir("p/t/input/data/", snap(theirs))
     assert (stats.uploaded, stats.unchanged) == (0, 3)
     assert store.exists("p/t/input/data.ssmake-sync.json")
 
@@ -165,18 +175,21 @@ def test_sync_trusts_its_manifest_and_recovers_without_it(bucket: str, tmp_path:
 def test_sync_cut_short_leaves_no_manifest(bucket: str, tmp_path: Path) -> None:
     files = write_tree(tmp_path, {"a": b"1", "b": b"2"})
     store = S3Store(bucket, workers=1)
-    store.sync_dir(tmp_path, "in/", files)
+    store.sync_dir("in/", snap(files))
     files["a"].write_bytes(b"changed")
-    files["b"] = tmp_path / "vanished"
+    files["b"].write_bytes(b"3")
+    planned = snap(files)
+    files["b"].write_bytes(b"4")  # after the snapshot: it must not be shipped
 
-    with pytest.raises(StoreError, match="vanished"):
-        store.sync_dir(tmp_path, "in/", files)
+    with pytest.raises(ChangedWhileStaging, match="changed while it was being staged"):
+        store.sync_dir("in/", planned)
 
     assert store.get("in/a") == b"changed"
+    assert store.get("in/b") == b"2"
     assert not store.exists("in.ssmake-sync.json")
-    files["b"] = tmp_path / "b"
-    stats = store.sync_dir(tmp_path, "in/", files)
-    assert (stats.uploaded, stats.unchanged) == (0, 2)
+    stats = store.sync_dir("in/", snap(files))
+    assert (stats.uploaded, stats.unchanged) == (1, 1)
+    assert store.get("in/b") == b"4"
 
 
 def _multipart_etag(data: bytes, chunk: int) -> str:
@@ -190,14 +203,14 @@ def test_multipart_etag_matches_s3(bucket: str, tmp_path: Path) -> None:
     data = os.urandom(12 * MIB + 7)
     files = write_tree(tmp_path / "in", {"big.bin": data, "small.bin": b"x" * 100})
     store = S3Store(bucket, sizes=sizes)
-    stats = store.sync_dir(tmp_path / "in", "in/", files)
+    stats = store.sync_dir("in/", snap(files))
     assert stats.uploaded == 2
     remote = store.info("in/big.bin")
     assert remote is not None
     assert remote.etag == _multipart_etag(data, 5 * MIB)
     assert s3_etag(files["big.bin"], len(data), sizes) == remote.etag
     assert remote.etag.endswith("-3")
-    again = S3Store(bucket, sizes=sizes).sync_dir(tmp_path / "in", "in/", files)
+    again = S3Store(bucket, sizes=sizes).sync_dir("in/", snap(files))
     assert (again.uploaded, again.unchanged) == (0, 2)
 
 

@@ -105,7 +105,7 @@ def test_a_missing_output_makes_a_recorded_task_stale(project: ProjectDir) -> No
     Path(project.store(marker["outputs"]["model"]["key"])).unlink()
 
     assert stale(project) == ["same"]
-    assert "outputs of the last run are missing" in project.run("explain", "same").out
+    assert "its model is missing from the store" in project.run("explain", "same").out
 
 
 def test_the_quick_check_answers_only_while_everything_holds(

@@ -14,6 +14,7 @@ from ssmake.build.inflight import Retry
 from ssmake.build.runner import TaskRunner
 from ssmake.errors import SsmakeError
 from ssmake.events import (
+    Notice,
     Reporter,
     TaskBlocked,
     TaskDone,
@@ -24,6 +25,7 @@ from ssmake.events import (
 )
 from ssmake.plan.cost import describe_bill
 from ssmake.plan.planner import Marker, Planner
+from ssmake.plan.snapshot import ChangedWhileStaging
 from ssmake.project.graph import select
 from ssmake.project.model import Project
 
@@ -155,6 +157,7 @@ class Engine:
     def _run_task(self, name: str, upstream: dict[str, Marker | None], forced: bool) -> Outcome:
         task = self.project.tasks[name]
         started = time.monotonic()
+        replans = 0
         while True:
             try:
                 plan, fp, marker = self.planner.judge(task, upstream, forced=forced)
@@ -168,7 +171,11 @@ class Engine:
                     return Outcome(name, "restored", fp.value, record.get("job"), 0.0, plan.reasons)
                 self.report(TaskQueued(name, tuple(plan.reasons)))
                 self.report(TaskStarted(name, tuple(plan.reasons)))
-                new_marker = self.runner.run(task, fp, upstream, self.interrupt)
+                try:
+                    new_marker = self.runner.run(task, fp, upstream, self.interrupt)
+                finally:
+                    # A job ran (or was waited for): files may have changed meanwhile.
+                    self.planner.forget()
                 duration = time.monotonic() - started
                 job = str(new_marker["job"])
                 billing = new_marker.get("billing")
@@ -178,6 +185,15 @@ class Engine:
             except Retry:
                 forced = False
                 continue
+            except ChangedWhileStaging as e:
+                # Nothing was recorded for it: plan the task again from the files as
+                # they are now (a file that keeps changing fails the task).
+                replans += 1
+                if replans > _REPLANS:
+                    self.report(TaskFailedEvent(name, None, e.message))
+                    return Outcome(name, "failed", message=e.message)
+                self.report(Notice(f"{e.entry.shown} changed while staging; planning again", name))
+                continue
             except KeyboardInterrupt:
                 return Outcome(name, "interrupted", message="interrupted")
             except SsmakeError as e:
@@ -185,4 +201,6 @@ class Engine:
                 return Outcome(name, "failed", message=e.message)
 
 
+# How many times a task is planned again when its files change while it is staged.
+_REPLANS = 2
 _UNUSABLE = ("failed", "blocked", "skipped", "interrupted")

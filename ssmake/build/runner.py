@@ -34,11 +34,16 @@ from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint
 from ssmake.plan.hashcache import sha256_path
 from ssmake.plan.jobspec import Channel, build_job_spec
 from ssmake.plan.planner import Marker, Planner
+from ssmake.plan.snapshot import FileEntry, Snapshot
 from ssmake.project.model import Project, Task
 from ssmake.stores import ProgressFn, Store
 from ssmake.stores.archive import pack_code
 
 ImageResolver = Callable[[Task], str]
+
+# Called with a task's name between its planning and its staging: how tests edit
+# files "while ssmake runs" at exactly that moment.
+STAGING_HOOKS: list[Callable[[str], None]] = []
 
 
 def worker_toolkit_files() -> dict[str, Path]:
@@ -86,9 +91,10 @@ class TaskRunner:
 
     # -- staging -------------------------------------------------------------
 
-    def stage_code(self, task: Task) -> str:
-        """Upload the content-addressed code tarball (once) and return its URI."""
-        files = dict(self.planner.fingerprinter.code_files(task))
+    def stage_code(self, task: Task, snapshot: Snapshot) -> str:
+        """Pack the snapshot's code files, verifying each against it, upload the
+        content-addressed tarball (once) and return its URI."""
+        files = {name: Path(e.path) for name, e in snapshot.code.items()}
         for name, path in worker_toolkit_files().items():
             files.setdefault(name, path)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,7 @@ class TaskRunner:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            pack_code(tmp, sorted(files.items()))
+            pack_code(tmp, sorted(files.items()), expected=snapshot.code)
             key = layout.code_key(self.project.name, task.name, sha256_path(tmp))
             if not self.store.exists(key):
                 self.store.put_file(key, tmp)
@@ -104,19 +110,17 @@ class TaskRunner:
             tmp.unlink(missing_ok=True)
         return self.store.uri(key)
 
-    def channels(self, task: Task, upstream: Mapping[str, Marker | None]) -> list[Channel]:
+    def channels(
+        self, task: Task, upstream: Mapping[str, Marker | None], snapshot: Snapshot
+    ) -> list[Channel]:
         out: list[Channel] = []
         for inp in task.inputs:
             if inp.path is not None:
                 prefix = layout.input_prefix(self.project.name, task.name) + inp.name + "/"
-                files = self.planner.fingerprinter.files_under(
-                    self.planner.fingerprinter.resolve(inp.path)
-                )
+                files = snapshot.inputs[inp.name]
+                self._warn_sharding(task, inp.name, inp.distribution, len(files))
                 stats = self.store.sync_dir(
-                    Path(inp.path),
-                    prefix,
-                    files,
-                    on_progress=self._progress(task.name, inp.name, files),
+                    prefix, files, on_progress=self._progress(task.name, inp.name, files)
                 )
                 if stats.uploaded or stats.deleted:
                     self.report(
@@ -147,18 +151,25 @@ class TaskRunner:
                 out.append(Channel(inp.name, uri, inp.distribution))
         return out
 
-    def _progress(self, task: str, channel: str, files: Mapping[str, Path]) -> ProgressFn:
-        # The total is summed on the first upload only: a sync that uploads
-        # nothing (the usual case) stats no file twice.
-        total: int | None = None
+    def _warn_sharding(self, task: Task, channel: str, distribution: str, count: int) -> None:
+        if distribution == "ShardedByS3Key" and count < task.instance_count:
+            self.report(
+                Notice(
+                    f"warning: input {channel} is ShardedByS3Key with {count} file(s) over "
+                    f"{task.instance_count} instances: {task.instance_count - count} of them "
+                    "will receive no files of it",
+                    task.name,
+                )
+            )
+
+    def _progress(self, task: str, channel: str, files: Mapping[str, FileEntry]) -> ProgressFn:
+        total = sum(e.size for e in files.values())
         done = 0
         lock = threading.Lock()
 
         def on_progress(n: int) -> None:
-            nonlocal done, total
+            nonlocal done
             with lock:
-                if total is None:
-                    total = sum(p.stat().st_size for p in files.values())
                 done += n
                 now, of = done, total
             self.report(SyncProgress(task, channel, now, of))
@@ -187,6 +198,8 @@ class TaskRunner:
             if info is None:
                 raise TaskFailed(f"task {task.name}: job {job} left no {kind}.tar.gz ({key})")
             outputs[kind] = {"key": key, "etag": info.etag, "size": info.size}
+            if not info.etag_is_content:
+                outputs[kind]["sha256"] = self._stored_sha256(key)
         if task.completion == "marked":
             state = layout.state_prefix(self.project.name, task.name)
             missing = []
@@ -203,6 +216,16 @@ class TaskRunner:
                     "worker_lib.markCompleted(args), and the task's completion is 'marked'"
                 )
         return outputs
+
+    def _stored_sha256(self, key: str) -> str:
+        """The sha256 of a stored object (a local store's ETags are not content)."""
+        fd, name = tempfile.mkstemp(dir=self.work_dir, suffix=".sha")
+        os.close(fd)
+        try:
+            self.store.get_file(key, Path(name))
+            return sha256_path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     def write_marker(
         self,
@@ -226,6 +249,10 @@ class TaskRunner:
             "components": fp.components,
             "job": job,
             "outputs": dict(outputs),
+            # The state a downstream receives: a restore must find it unchanged.
+            "state": self.planner.state_listing(task.name)
+            if self.planner.state_consumed(task.name)
+            else None,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "duration": round(time.time() - started, 3),
         }
@@ -266,8 +293,10 @@ class TaskRunner:
     ) -> Marker:
         """Run one job of `task`; returns the new marker or raises TaskFailed."""
         started = time.time()
+        snapshot = fp.snapshot
+        assert snapshot is not None, "a task is only run from the snapshot it was planned on"
         if task.spot and self.backend.name == "sagemaker":
-            code = self.planner.fingerprinter.code_files(task).values()
+            code = [Path(e.path) for e in snapshot.code.values()]
             if not mentions_state(code):
                 self.report(Notice(SPOT_WITHOUT_STATE, task.name))
         inflight_key = layout.inflight_key(self.project.name, task.name)
@@ -326,8 +355,12 @@ class TaskRunner:
         interrupt: threading.Event,
     ) -> JobResult:
         """Stage the code and inputs, launch the job and follow it to its end."""
-        code_uri = self.stage_code(task)
-        channels = self.channels(task, upstream)
+        for hook in STAGING_HOOKS:
+            hook(task.name)
+        snapshot = fp.snapshot
+        assert snapshot is not None
+        code_uri = self.stage_code(task, snapshot)
+        channels = self.channels(task, upstream, snapshot)
         base = layout.task_prefix(self.project.name, task.name)
         spec = build_job_spec(
             task,

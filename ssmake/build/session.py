@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from ssmake.backends import BACKENDS, Backend
 from ssmake.errors import ConfigError
 from ssmake.events import Reporter
+from ssmake.plan import layout
 from ssmake.plan.cost import Costing, costing_for
-from ssmake.plan.fingerprint import Fingerprinter, S3Lister
+from ssmake.plan.fingerprint import Fingerprinter, S3Lister, StateLister
 from ssmake.plan.hashcache import HashCache
 from ssmake.plan.planner import Planner
 from ssmake.plan.statdigest import StatDigests
@@ -33,6 +34,14 @@ def _s3_lister(region: str | None) -> S3Lister:
         return {o.key: (o.size, o.etag) for o in store.list(key)}
 
     return list_s3
+
+
+def _state_lister(store: Store, project: str) -> StateLister:
+    def list_state(task: str) -> Mapping[str, tuple[int, str]]:
+        prefix = layout.state_prefix(project, task)
+        return {o.key[len(prefix) :]: (o.size, o.etag) for o in store.list(prefix)}
+
+    return list_state
 
 
 @dataclass
@@ -124,11 +133,13 @@ def open_session(project: Project, *, backend: str | None = None) -> Session:
 
         ensure_bucket(store_address[5:].split("/", 1)[0], project.region)
     work_dir = project.root / ".ssmake" / "cache"
-    store = open_store(store_address, root=project.root, region=project.region, cache_dir=work_dir)
+    store = open_store(store_address, root=project.root, region=project.region)
     hashes = HashCache(work_dir / "hashes.json")
     has_s3 = any(i.s3 for t in project.tasks.values() for i in t.inputs)
     lister = _s3_lister(project.region) if has_s3 else None
-    fingerprinter = Fingerprinter(project, hashes, s3_lister=lister)
+    fingerprinter = Fingerprinter(
+        project, hashes, s3_lister=lister, state_lister=_state_lister(store, project.name)
+    )
     digests = StatDigests(work_dir / "stat-digests.json")
     planner = Planner(project, store, fingerprinter, digests)
     return Session(project, store, hashes, fingerprinter, planner, work_dir, digests)

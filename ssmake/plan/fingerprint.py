@@ -14,64 +14,46 @@ known, the fingerprint is known again without reading the hash cache.
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from ssmake.errors import ConfigError
+from ssmake.plan.canonical import (
+    SCHEMA_VERSION,
+    Components,
+    Fingerprint,
+    canonical_json,
+    digest,
+    upstream_outputs,
+)
 from ssmake.plan.docker_context import context_files, digest_files, relative_excludes
 from ssmake.plan.hashcache import HashCache
 from ssmake.plan.ignore import Entry, IgnoreMatcher, walk_path
+from ssmake.plan.shipped import Boundary, walk_input
+from ssmake.plan.snapshot import FileEntry, Snapshot, is_executable
 from ssmake.plan.statdigest import StatDigest, Walk
-from ssmake.project.model import Project, Task
+from ssmake.project.model import Input, Project, Task
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "Components", "Fingerprint", "Fingerprinter", "canonical_json"]
 
-Components = dict[str, Any]
 S3Lister = Callable[[str], Mapping[str, tuple[int, str]]]
-
-
-def canonical_json(value: object) -> bytes:
-    """The one serialisation that is hashed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def digest(value: object) -> str:
-    return hashlib.sha256(canonical_json(value)).hexdigest()
-
-
-class Fingerprint:
-    """A task's fingerprint. Its components are worked out when first asked for: a
-    plan that a stat digest answered knows the value without them."""
-
-    __slots__ = ("_components", "_compute", "value")
-
-    def __init__(
-        self,
-        value: str,
-        components: Components | None = None,
-        compute: Callable[[], Components] | None = None,
-    ) -> None:
-        self.value = value
-        self._components = components
-        self._compute = compute
-
-    @property
-    def components(self) -> Components:
-        if self._components is None:
-            assert self._compute is not None, "a Fingerprint needs components or a way to them"
-            self._components = self._compute()
-        return self._components
+# A task's name -> its state as stored: relative key -> (size, ETag).
+StateLister = Callable[[str], Mapping[str, tuple[int, str]]]
 
 
 def _within(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
+Stated = tuple[os.stat_result, str]  # a file's stat when walked, and its path
+
+
 class _Files(Protocol):
     """What the component builders learn of files: content hashes, or stand-ins."""
 
-    def tree(self, path: Path) -> Mapping[str, str]: ...
+    def files(self, part: tuple[str, ...], files: Mapping[str, Stated]) -> Mapping[str, str]: ...
 
     def context(self, context: Path, exclude: frozenset[str]) -> Mapping[str, str]: ...
 
@@ -85,30 +67,32 @@ class _Blank(dict[str, str]):
 
 
 class _Hashing:
-    def __init__(self, fingerprinter: Fingerprinter) -> None:
-        self.fp = fingerprinter
+    """Hashes files through the cache, and records each in the task's snapshot."""
 
-    def tree(self, path: Path) -> Mapping[str, str]:
-        return self.fp.hash_tree(path)
+    def __init__(self, fingerprinter: Fingerprinter, task: Task) -> None:
+        self.fp = fingerprinter
+        self.snapshot = Snapshot(task.name)
+
+    def files(self, part: tuple[str, ...], files: Mapping[str, Stated]) -> Mapping[str, str]:
+        entries = self.fp.file_entries(files)
+        if part[0] == "code":
+            self.snapshot.code.update(entries)
+        elif part[0] == "input":
+            self.snapshot.inputs[part[1]] = entries
+        return {name: e.sha256 for name, e in entries.items()}
 
     def context(self, context: Path, exclude: frozenset[str]) -> Mapping[str, str]:
         return digest_files(self.fp.context_entries(context, exclude), self.fp.hashes)
 
 
 class _Identities:
-    """Records the identity of every file the builders ask about, in order."""
+    """Keeps the files out of the components: the fingerprinter records the walks,
+    whose files' identities the stat digest hashes instead."""
 
-    def __init__(self, fingerprinter: Fingerprinter) -> None:
-        self.fp = fingerprinter
-        self.walks: list[tuple[Walk, list[Entry]]] = []
-
-    def tree(self, path: Path) -> Mapping[str, str]:
-        self.walks.append((("tree", str(path), ()), self.fp.entries(path)))
+    def files(self, part: tuple[str, ...], files: Mapping[str, Stated]) -> Mapping[str, str]:
         return _Blank()
 
     def context(self, context: Path, exclude: frozenset[str]) -> Mapping[str, str]:
-        walk = ("context", str(context), tuple(sorted(exclude)))
-        self.walks.append((walk, self.fp.context_entries(context, exclude)))
         return _Blank()
 
 
@@ -121,75 +105,97 @@ class Fingerprinter:
         hashes: HashCache,
         *,
         s3_lister: S3Lister | None = None,
+        state_lister: StateLister | None = None,
     ) -> None:
         self.project = project
         self.root = project.root.resolve()
         self.hashes = hashes
         self.s3_lister = s3_lister
+        self.state_lister = state_lister
         exclude = {t.output_path.strip("/") for t in project.tasks.values() if t.output_path}
         if not project.store.startswith("s3://") and project.store:
             exclude.add(project.store.strip("/"))
         #: Project-relative paths that never count: the local store, download destinations.
         self.excluded = frozenset(e for e in exclude if e != ".")
-        self._matcher = IgnoreMatcher(self.root, self.excluded)
-        # One walk per path for the fingerprinter's life (a session: one plan or build).
-        self._walks: dict[Path, list[Entry]] = {}
+        dependencies = {self.resolve(d) for t in project.tasks.values() for d in t.dependencies}
+        self.boundary = Boundary(self.root, sorted(dependencies))
+        self._matcher = IgnoreMatcher(self.root, self.excluded, self.boundary)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what this process learnt of the files: the next fingerprint walks and
+        stats them again (after a job ran, or after waiting for another ssmake)."""
+        self._walks: dict[Walk, tuple[list[Entry], dict[str, Stated]]] = {}
         self._contexts: dict[tuple[Path, frozenset[str]], list[Entry]] = {}
-        self._trees: dict[Path, dict[str, str]] = {}
+        # The walks one stat digest makes, in order, while it is being computed.
+        self._recording: list[tuple[Walk, list[Entry]]] | None = None
         self._s3: dict[str, dict[str, list[Any]]] = {}
+        self._states: dict[str, dict[str, list[Any]]] = {}
 
     def resolve(self, rel: str) -> Path:
         path = Path(rel).expanduser()
         return (path if path.is_absolute() else self.root / path).resolve()
 
-    def entries(self, path: Path) -> list[Entry]:
-        """(relative name, stat, path) of every file a directory (or one file) contributes."""
-        cached = self._walks.get(path)
+    def _walked(self, walk: Walk, do: Callable[[], list[Entry]]) -> dict[str, Stated]:
+        cached = self._walks.get(walk)
         if cached is None:
-            cached = self._walks[path] = walk_path(path, self._matcher)
-        return cached
+            entries = do()
+            cached = self._walks[walk] = (entries, {rel: (st, p) for rel, st, p in entries})
+        if self._recording is not None:
+            self._recording.append((walk, cached[0]))
+        return cached[1]
+
+    def _tree(self, path: Path) -> dict[str, Stated]:
+        """Code files a directory (or one file) contributes: relative name -> (stat, path)."""
+        return self._walked(("tree", str(path), ()), lambda: walk_path(path, self._matcher))
+
+    def input_files(self, inp: Input) -> dict[str, Stated]:
+        """Files a local input delivers: every file under its path but its excludes."""
+        assert inp.path is not None
+        path = self.resolve(inp.path)
+        return self._walked(
+            ("data", str(path), inp.exclude),
+            lambda: walk_input(path, inp.exclude, self.boundary),
+        )
 
     def context_entries(self, context: Path, exclude: frozenset[str]) -> list[Entry]:
         key = (context, exclude)
         cached = self._contexts.get(key)
         if cached is None:
             cached = self._contexts[key] = context_files(context, exclude)
+        if self._recording is not None:
+            self._recording.append((("context", str(context), tuple(sorted(exclude))), cached))
         return cached
 
-    def files_under(self, path: Path) -> dict[str, Path]:
-        """Files a directory (or a single file) contributes: relative name -> path."""
-        return {rel: Path(p) for rel, _st, p in self.entries(path)}
+    def file_entries(self, files: Mapping[str, Stated]) -> dict[str, FileEntry]:
+        """Name -> FileEntry (content hashed through the cache) of walked files."""
+        stated = list(files.values())
+        digests = self.hashes.hash_files([(p, st) for st, p in stated])
+        shown = self.boundary.shown
+        return {
+            name: FileEntry(p, shown(p), st.st_size, d, is_executable(st))
+            for name, (st, p), d in zip(files, stated, digests, strict=True)
+        }
 
-    def hash_tree(self, path: Path) -> dict[str, str]:
-        """Relative name -> sha256 of every file a directory (or one file) contributes."""
-        cached = self._trees.get(path)
-        if cached is not None:
-            return cached
-        entries = self.entries(path)
-        digests = self.hashes.hash_files([(p, st) for _rel, st, p in entries])
-        tree = {rel: d for (rel, _st, _p), d in zip(entries, digests, strict=True)}
-        self._trees[path] = tree
-        return tree
-
-    def code_files(self, task: Task) -> dict[str, Path]:
-        """What the code tarball holds of the user's files: archive name -> path."""
-        files: dict[str, Path] = {}
-        if task.source_dir is not None:
-            files.update(self.files_under(self.resolve(task.source_dir)))
+    def code_files(self, task: Task) -> dict[str, Stated]:
+        """What the code tarball holds of the user's files: archive name -> (stat, path)."""
+        files: dict[str, Stated] = {}
+        source = self.resolve(task.source_dir) if task.source_dir is not None else None
+        if source is not None:
+            files.update(self._tree(source))
         else:
             entry = self.resolve(task.entry_point)
-            files[entry.name] = entry
+            files[entry.name] = self._tree(entry)[entry.name]
         for dep in task.dependencies:
             dep_path = self.resolve(dep)
-            if dep_path.is_file():
-                files[dep_path.name] = dep_path
-            else:
-                for rel, p in self.files_under(dep_path).items():
-                    files[f"{dep_path.name}/{rel}"] = p
+            for rel, stated in self._tree(dep_path).items():
+                files[rel if not dep_path.is_dir() else f"{dep_path.name}/{rel}"] = stated
         if task.requirements is not None:
+            # Shipped, so fingerprinted, even when an ignore rule matches it.
             req = self.resolve(task.requirements)
-            if req not in files.values():
-                files["requirements.txt"] = req
+            inside = source is not None and _within(req, source)
+            name = req.relative_to(source).as_posix() if source and inside else "requirements.txt"
+            files.setdefault(name, self._tree(req)[req.name])
         return files
 
     def entry_name(self, task: Task) -> str:
@@ -199,22 +205,13 @@ class Fingerprinter:
         return Path(task.entry_point).name
 
     def _code(self, task: Task, trees: _Files) -> Components:
-        files: dict[str, str] = {}
-        if task.source_dir is not None:
-            files.update(trees.tree(self.resolve(task.source_dir)))
-        else:
-            entry = self.resolve(task.entry_point)
-            files[entry.name] = trees.tree(entry)[entry.name]
-        for dep in task.dependencies:
-            dep_path = self.resolve(dep)
-            for rel, d in trees.tree(dep_path).items():
-                files[rel if dep_path.is_file() else f"{dep_path.name}/{rel}"] = d
-        if task.requirements is not None:
-            req = self.resolve(task.requirements)
-            inside = task.source_dir is not None and _within(req, self.resolve(task.source_dir))
-            if not inside:
-                files["requirements.txt"] = trees.tree(req)[req.name]
-        return {"entry_point": self.entry_name(task), "files": files}
+        files = self.code_files(task)
+        executable = sorted(name for name, (st, _p) in files.items() if is_executable(st))
+        return {
+            "entry_point": self.entry_name(task),
+            "files": dict(trees.files(("code",), files)),
+            "executable": executable,
+        }
 
     def _image(self, task: Task, trees: _Files) -> Components:
         image: Components = {
@@ -228,7 +225,8 @@ class Fingerprinter:
             image["dockerfile"] = hashlib.sha256(task.dockerfile_content.encode()).hexdigest()
         elif task.dockerfile is not None:
             context = self.resolve(task.dockerfile)
-            image["dockerfile"] = trees.tree(context / "Dockerfile")["Dockerfile"]
+            dockerfile = self._tree(context / "Dockerfile")
+            image["dockerfile"] = trees.files(("image",), dockerfile)["Dockerfile"]
             # What `docker build` is sent (.dockerignore applies, .gitignore does not).
             exclude = relative_excludes(context, self.root, self.excluded)
             image["context"] = trees.context(context, exclude)
@@ -241,37 +239,51 @@ class Fingerprinter:
         for inp in task.inputs:
             entry: Components = {"kind": inp.kind, "distribution": inp.distribution}
             if inp.path is not None:
-                entry["files"] = trees.tree(self.resolve(inp.path))
+                files = self.input_files(inp)
+                if not files and not inp.allow_empty:
+                    why = "all its files are excluded" if inp.exclude else "it has no files"
+                    raise ConfigError(
+                        f"task {task.name}: input {inp.name} ({inp.path}): {why}; "
+                        "put the data there, or set allow_empty = true on the input"
+                    )
+                entry["files"] = dict(trees.files(("input", inp.name), files))
             elif inp.s3 is not None:
                 entry["uri"] = inp.s3
                 if self.s3_lister is not None:
                     entry["objects"] = self._s3_objects(inp.s3, self.s3_lister)
-            elif inp.gather:
-                entry.update(task=inp.task, output=inp.output, gather={})
-                for name in inp.gather:
-                    marker = upstream.get(name, {})
-                    entry["gather"][name] = {
-                        "upstream": marker.get("fingerprint"),
-                        "job": marker.get("job"),
-                    }
             else:
-                marker = upstream.get(inp.task or "", {})
-                entry.update(
-                    task=inp.task,
-                    output=inp.output,
-                    upstream=marker.get("fingerprint"),
-                    job=marker.get("job"),
-                )
+                entry.update(task=inp.task, output=inp.output)
+                names = inp.gather or (inp.task or "",)
+                content = {name: self._upstream_content(name, inp, upstream) for name in names}
+                if inp.gather:
+                    entry["gather"] = content
+                else:
+                    entry.update(content[names[0]])
             inputs[inp.name] = entry
         for name in task.after:
-            marker = upstream.get(name, {})
             inputs[f"after:{name}"] = {
                 "kind": "after",
                 "task": name,
-                "upstream": marker.get("fingerprint"),
-                "job": marker.get("job"),
+                "outputs": upstream_outputs(upstream.get(name)),
             }
         return inputs
+
+    def _upstream_content(
+        self, name: str, inp: Input, upstream: Mapping[str, Mapping[str, Any]]
+    ) -> Components:
+        """What a task input receives of upstream `name`, by content."""
+        if inp.output == "state":
+            return {"state": self._state(name)}
+        return {"content": upstream_outputs(upstream.get(name)).get(inp.output)}
+
+    def _state(self, task: str) -> dict[str, list[Any]] | None:
+        """The listing of the state a task's job leaves, as a downstream receives it."""
+        if self.state_lister is None:
+            return None
+        cached = self._states.get(task)
+        if cached is None:
+            cached = self._states[task] = {k: list(v) for k, v in self.state_lister(task).items()}
+        return cached
 
     def _s3_objects(self, uri: str, lister: S3Lister) -> dict[str, list[Any]]:
         # Listed once per session: the stat pass and the hashing pass see the same objects.
@@ -310,15 +322,20 @@ class Fingerprinter:
 
     def fingerprint(self, task: Task, upstream: Mapping[str, Mapping[str, Any]]) -> Fingerprint:
         """Fingerprint `task`; `upstream` maps each upstream task's name to its marker."""
-        components = self._components(task, upstream, _Hashing(self))
-        return Fingerprint(digest(components), components)
+        files = _Hashing(self, task)
+        components = self._components(task, upstream, files)
+        return Fingerprint(digest(components), components, snapshot=files.snapshot)
 
     def stat_digest(self, task: Task, upstream: Mapping[str, Mapping[str, Any]]) -> StatDigest:
         """A digest of everything `fingerprint` reads, with files by their identity on
         disk instead of their content, and whether it may be recorded: False while any
         file is within the racy window. Equal digests mean equal fingerprints, as long
         as a file's identity changes whenever its content does (the hash cache's own
-        assumption, with ctime_ns added)."""
-        identities = _Identities(self)
-        skeleton = self._components(task, upstream, identities)
-        return StatDigest(canonical_json(skeleton), identities.walks)
+        assumption, with ctime_ns), and it walks exactly the files the snapshot would."""
+        self._recording = []
+        try:
+            skeleton = self._components(task, upstream, _Identities())
+            walks = self._recording
+        finally:
+            self._recording = None
+        return StatDigest(canonical_json(skeleton), walks)

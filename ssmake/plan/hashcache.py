@@ -1,8 +1,13 @@
-"""Content hashes of files, cached by (path, inode, size, mtime_ns).
+"""Content hashes of files, cached by (path, inode, size, mtime_ns, ctime_ns).
 
-A no-op plan over a large tree stats every file and reads none. An entry is only
-trusted when the file's mtime is safely older than the moment it was hashed (the
-"racy git" problem: a write within the same clock tick keeps size and mtime).
+This cache is ssmake's one change detector: whatever it says is unchanged is
+unchanged for the fingerprint, the code tarball and the input sync alike. A no-op
+plan over a large tree stats every file and reads none. The key is git's index
+key: a rename over the file changes the inode, `touch -m` back to an old time
+still changes ctime, and chmod changes ctime too. An entry is only recorded when
+both the file's mtime and its ctime are safely older than the moment it was
+hashed (the "racy git" problem: a write within the same clock tick keeps them),
+and when the file's identity did not change while it was read.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _CHUNK = 1 << 20
 # Files below this size are read whole and hashed on the calling thread: for them
 # a thread hand-off or a 1 MiB buffer costs more than the hashing.
@@ -41,7 +46,14 @@ def sha256_path(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-Key = tuple[int, int, int]
+def identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What the cache keys a file's content by (besides its path)."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def settled(st: os.stat_result, now: int) -> bool:
+    """Whether a file's times are far enough from `now` to key its content by."""
+    return now - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS
 
 
 class HashCache:
@@ -81,14 +93,12 @@ class HashCache:
         entry = self._entries.get(path)
         if (
             isinstance(entry, list)
-            and len(entry) == 4
-            and entry[0] == st.st_ino
-            and entry[1] == st.st_size
-            and entry[2] == st.st_mtime_ns
-            and isinstance(entry[3], str)
-            and len(entry[3]) == 64
+            and len(entry) == 5
+            and tuple(entry[:4]) == identity(st)
+            and isinstance(entry[4], str)
+            and len(entry[4]) == 64
         ):
-            return entry[3]
+            return entry[4]
         return None
 
     def hash_files(self, files: Sequence[tuple[str | Path, os.stat_result]]) -> list[str]:
@@ -108,8 +118,8 @@ class HashCache:
                 result[i] = digest
                 self.hashed_files += 1
                 self.hashed_bytes += st.st_size
-                if now - st.st_mtime_ns > RACY_NS:
-                    self._entries[str(path)] = [st.st_ino, st.st_size, st.st_mtime_ns, digest]
+                if settled(st, now) and _unchanged(path, st):
+                    self._entries[str(path)] = [*identity(st), digest]
                     self._dirty = True
         return [r for r in result if r is not None]
 
@@ -152,3 +162,12 @@ class HashCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._dirty = False
+
+
+def _unchanged(path: str | Path, st: os.stat_result) -> bool:
+    """Whether the file still has the identity it had before it was read: a write
+    while it was hashed must not be recorded under the old key."""
+    try:
+        return identity(os.stat(path)) == identity(st)
+    except OSError:
+        return False

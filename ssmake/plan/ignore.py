@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
+    from ssmake.plan.shipped import Boundary
+
     SkipFn = Callable[[str, str, str, bool], bool]
 
 ALWAYS_IGNORED = frozenset({".git", "__pycache__", ".ssmake", ".hg", ".svn"})
@@ -134,14 +136,25 @@ def _ignored(rel: str, is_dir: bool, sets: list[RuleSet]) -> bool:
 # The last and first characters of a name rule out nearly every name before the regex.
 _EDITOR_LAST = frozenset("px~#3\n")  # 3: "4913", vim's probe file
 _EDITOR_FIRST = frozenset("#.")
+
+
+def is_editor_file(name: str) -> bool:
+    """Whether a name is an editor's swap, backup, lock or probe file."""
+    return (name[-1] in _EDITOR_LAST or name[0] in _EDITOR_FIRST) and bool(EDITOR_FILES.match(name))
+
+
 Entry = tuple[str, os.stat_result, str]
 
 
 class IgnoreMatcher:
     """Answers "is this path ignored?" for paths under a project root."""
 
-    def __init__(self, root: Path, exclude: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, root: Path, exclude: frozenset[str] = frozenset(), boundary: Boundary | None = None
+    ) -> None:
         self.root = root
+        # Where a walked file may come from (links, special files); None refuses nothing.
+        self.boundary = boundary
         # Paths (relative, posix) that never count, such as download destinations.
         self.exclude = exclude
         self._excluded_in: dict[str, set[str]] = {}
@@ -229,6 +242,8 @@ class IgnoreMatcher:
                     files_done = True
                 except OSError:
                     files_done = False
+                if files_done and self.boundary is not None:
+                    self.boundary.check_walked(entries, never)
             else:
                 files_done = False
             for entry in entries:
@@ -242,6 +257,8 @@ class IgnoreMatcher:
                 if is_dir:
                     rel = prefix + name
                     if not (sets and _ignored(rel, True, sets)):
+                        if self.boundary is not None and entry.is_symlink():
+                            self.boundary.check_link(entry.path)
                         stack.append((entry.path, rel))
                     continue
                 if files_done or (
@@ -255,21 +272,27 @@ class IgnoreMatcher:
                     st = entry.stat()
                 except OSError:
                     continue  # a dangling link has no content to hash
+                if self.boundary is not None:
+                    self.boundary.check_entry(entry, st)
                 out.append((out_prefix + name, st, entry.path))
         return out
 
 
 def walk_path(path: Path, matcher: IgnoreMatcher) -> list[Entry]:
     """The files `path` contributes: itself when it is a file, else the files under it
-    that are not ignored (by `matcher` inside its root, by the path's own rules outside)."""
+    that are not ignored (by `matcher` inside its root, by the path's own rules outside).
+    With the matcher's boundary, a link leaving it or a special file is refused."""
+    boundary = matcher.boundary
     try:
         st = os.stat(path)
     except OSError:
         return []
     if not stat.S_ISDIR(st.st_mode):
+        if boundary is not None:
+            return [(path.name, boundary.single(path), str(path))]
         return [(path.name, st, str(path))] if stat.S_ISREG(st.st_mode) else []
     inside = path == matcher.root or path.is_relative_to(matcher.root)
-    return (matcher if inside else IgnoreMatcher(path)).walk(path)
+    return (matcher if inside else IgnoreMatcher(path, boundary=boundary)).walk(path)
 
 
 def _listing(directory: str, seen: set[tuple[int, int]]) -> list[os.DirEntry[str]] | None:

@@ -93,12 +93,41 @@ class Planner:
         with self._lock:
             return self.fingerprinter.fingerprint(task, known)
 
-    def outputs_present(self, marker: Marker) -> bool:
-        for out in (marker.get("outputs") or {}).values():
+    def forget(self) -> None:
+        """Make the next verdicts look at the files afresh (see Fingerprinter.forget)."""
+        with self._lock:
+            self.fingerprinter.forget()
+
+    def state_consumed(self, task: str) -> bool:
+        """Whether a task of the project reads `task`'s state as an input."""
+        return any(
+            inp.task == task and inp.output == "state"
+            for t in self.project.tasks.values()
+            for inp in t.inputs
+        )
+
+    def state_listing(self, task: str) -> dict[str, list[Any]]:
+        """The state `task`'s jobs leave, as stored: relative key -> [size, ETag]."""
+        prefix = layout.state_prefix(self.project.name, task)
+        return {o.key[len(prefix) :]: [o.size, o.etag] for o in self.store.list(prefix)}
+
+    def result_problem(self, task: str, marker: Marker) -> str | None:
+        """Why a marker or run record is not a result, or None when it is one: its
+        outputs must be in the store with the recorded size and ETag, and the state
+        its downstream reads must be the state it left."""
+        outputs = marker.get("outputs")
+        if not isinstance(outputs, dict) or not outputs:
+            return "it records no outputs"
+        for kind, out in sorted(outputs.items()):
             key = out.get("key") if isinstance(out, dict) else None
-            if not isinstance(key, str) or not self.store.exists(key):
-                return False
-        return True
+            info = self.store.info(key) if isinstance(key, str) else None
+            if info is None:
+                return f"its {kind} is missing from the store"
+            if [info.size, info.etag] != [out.get("size"), out.get("etag")]:
+                return f"its {kind} in the store is not the one it recorded (size or ETag differs)"
+        if self.state_consumed(task) and marker.get("state") != self.state_listing(task):
+            return "its state was overwritten by another run since"
+        return None
 
     def judge(
         self,
@@ -130,7 +159,8 @@ class Planner:
             return plan, fp, marker
         current = marker is not None and marker.get("schema") == SCHEMA_VERSION
         if marker is not None and current and marker.get("fingerprint") == fp.value:
-            if self.outputs_present(marker):
+            problem = self.result_problem(task.name, marker)
+            if problem is None:
                 plan.state = "up-to-date"
                 if (
                     stat is not None
@@ -144,11 +174,12 @@ class Planner:
                         "fingerprint": fp.value,
                         "job": marker.get("job"),
                         "outputs": marker.get("outputs") or {},
+                        "state": marker.get("state"),
                     }
                     self.digests.put(task.name, record)
                     self._settled[task.name] = (stat, record)
                 return plan, fp, marker
-            plan.reasons = [_OUTPUTS_MISSING]
+            plan.reasons = [f"the last run is not a result: {problem}"]
             return plan, fp, marker
         old = marker.get("components") if marker is not None else None
         if marker is not None and not current:
@@ -156,10 +187,35 @@ class Planner:
         else:
             plan.reasons = explain_changes(old, fp.components) or ["fingerprint changed"]
         record = self.read_run_record(task.name, fp.value)
-        if record is not None and self.outputs_present(record):
-            plan.restorable = True
-            plan.reasons.append(f"an earlier run matches ({record.get('job')}): will restore it")
+        if record is not None:
+            problem = self.result_problem(task.name, record)
+            if problem is None:
+                plan.restorable = True
+                plan.reasons.append(
+                    f"an earlier run matches ({record.get('job')}): will restore it"
+                )
+            else:
+                plan.reasons.append(
+                    f"an earlier run matches ({record.get('job')}) but is ignored: {problem}"
+                )
         return plan, fp, marker
+
+    def own_changes(self, task: Task) -> list[str]:
+        """What changed in a task itself, whatever its upstream tasks will produce: its
+        reasons beside "upstream X will run first"."""
+        marker = self.read_marker(task.name)
+        old = marker.get("components") if marker is not None else None
+        if not isinstance(old, dict) or old.get("schema") != SCHEMA_VERSION:
+            return []
+        new = dict(self.fingerprint(task, {}).components)
+        upstream_kinds = ("task", "after")
+        new["inputs"] = {
+            name: old.get("inputs", {}).get(name, entry)
+            if entry.get("kind") in upstream_kinds
+            else entry
+            for name, entry in new["inputs"].items()
+        }
+        return explain_changes(old, new)
 
     def _judge_recorded(
         self, task: Task, upstream: Mapping[str, Marker | None], record: Marker
@@ -171,14 +227,16 @@ class Planner:
             "fingerprint": record["fingerprint"],
             "job": record.get("job"),
             "outputs": record.get("outputs") or {},
+            "state": record.get("state"),
         }
         fp = Fingerprint(
             record["fingerprint"], compute=lambda: self.fingerprint(task, upstream).components
         )
         plan = TaskPlan(task.name, "up-to-date", fingerprint=fp.value, job=marker["job"])
-        if not self.outputs_present(marker):
+        problem = self.result_problem(task.name, marker)
+        if problem is not None:
             plan.state = "stale"
-            plan.reasons = [_OUTPUTS_MISSING]
+            plan.reasons = [f"the last run is not a result: {problem}"]
         return plan, fp, marker
 
     def plan(self, targets: Collection[str], force: Collection[str] = ()) -> list[TaskPlan]:
@@ -209,7 +267,7 @@ class Planner:
                     else f"upstream {u} will run first"
                     for u in waiting
                 ]
-                plans[name] = TaskPlan(name, state, reasons)
+                plans[name] = TaskPlan(name, state, reasons + self.own_changes(task))
                 future_markers[name] = None
                 continue
             upstream = {u: future_markers.get(u) for u in task.upstream()}
@@ -278,9 +336,6 @@ class Planner:
             },
             quick.snapshot_path(root),
         )
-
-
-_OUTPUTS_MISSING = "outputs of the last run are missing from the store"
 
 
 def _parse(raw: bytes) -> Marker | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ssmake.plan.docker_context import context_files
 from ssmake.plan.ignore import IgnoreMatcher, walk_path
+from ssmake.plan.shipped import walk_input
 from ssmake.plan.statdigest import StatDigest, marker_hash
 
 TYPE_CHECKING = False  # not typing's: importing it would cost this module's every run
@@ -168,6 +169,8 @@ def _tasks_hold(tasks: list[dict[str, Any]], matcher: IgnoreMatcher) -> bool:
             if entries is None:
                 if kind == "tree":
                     entries = walk_path(Path(path), matcher)
+                elif kind == "data":
+                    entries = walk_input(Path(path), exclude, None)
                 else:
                     entries = context_files(Path(path), frozenset(exclude))
                 walked[walk] = entries

@@ -41,6 +41,11 @@ class Input:
     distribution: Distribution = "FullyReplicated"
     # When `task` has a matrix this task does not share: every expansion it gathers.
     gather: tuple[str, ...] = ()
+    # A local input's own exclusions (gitignore patterns, relative to its path):
+    # no ignore file applies inside an input, its files are data.
+    exclude: tuple[str, ...] = ()
+    # Whether an empty local input (or one whose files are all excluded) is meant.
+    allow_empty: bool = False
 
     @property
     def kind(self) -> Literal["path", "s3", "task"]:

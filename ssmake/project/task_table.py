@@ -35,7 +35,7 @@ TASK_KEYS = tuple(
     if field.name not in ("name", "dockerfile_content", "matrix")
 )
 IMAGE_KEYS = ("repo", "local_repo", "tag", "uri")
-INPUT_KEYS = ("path", "s3", "task", "output", "distribution")
+INPUT_KEYS = ("path", "s3", "task", "output", "distribution", "exclude", "allow_empty")
 INPUT_SOURCES = ("path", "s3", "task")
 
 _CHANNEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -205,6 +205,11 @@ def _input(
         fields["distribution"] = schema.check_choice(
             issues, spec["distribution"], where, allowed=DISTRIBUTIONS
         )
+    for key, check in (("exclude", schema.check_strings), ("allow_empty", schema.check_boolean)):
+        if key in spec and kind != "path":
+            issues.invalid((*path, key), f"only a path input has {key}; remove it")
+        elif key in spec:
+            fields[key] = check(issues, spec[key], (*path, key))
     return Input(**{key: value for key, value in fields.items() if value is not None})
 
 

@@ -7,12 +7,13 @@ the store's address.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ssmake.errors import StoreError
+from ssmake.plan.snapshot import FileEntry
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    # S3's ETags follow the bytes; a local store's follow the file's identity.
+    etag_is_content: bool = True
 
 
 @dataclass
@@ -81,28 +84,24 @@ class Store(Protocol):
 
     def sync_dir(
         self,
-        local: Path,
         prefix: str,
-        files: dict[str, Path],
+        files: Mapping[str, FileEntry],
         *,
         on_progress: ProgressFn | None = None,
     ) -> SyncStats:
-        """Make `prefix` hold exactly `files` (relative name -> local path), calling
-        `on_progress(n)` as each n bytes are uploaded."""
+        """Make `prefix` hold exactly the snapshot's `files` (relative name -> entry),
+        calling `on_progress(n)` as each n bytes are uploaded. A file is skipped only
+        when the stored copy has its content hash; every byte sent is verified
+        against the entry (ChangedWhileStaging otherwise)."""
         ...
 
 
-def open_store(
-    address: str, *, root: Path, region: str | None = None, cache_dir: Path | None = None
-) -> Store:
-    """The store at `address`: `s3://bucket[/prefix]`, else a directory relative to `root`.
-    `cache_dir` keeps the ETags of local files, as content hashes are kept, so that a
-    sync reads no unchanged file."""
+def open_store(address: str, *, root: Path, region: str | None = None) -> Store:
+    """The store at `address`: `s3://bucket[/prefix]`, else a directory relative to `root`."""
     if address.startswith("s3://"):
         from ssmake.stores.s3 import S3Store
 
-        etags = cache_dir / "etags.json" if cache_dir is not None else None
-        return S3Store.from_url(address, region=region, etag_cache=etags)
+        return S3Store.from_url(address, region=region)
     from ssmake.stores.local import LocalStore
 
     path = Path(address.removeprefix("file://"))

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from ssmake.errors import ArchiveError
+from ssmake.plan.snapshot import ChangedWhileStaging, FileEntry, VerifiedReader
 
 _CHUNK = 1 << 20
 # Level 6 (gzip's own default) is several times faster than 9 on model weights
@@ -33,7 +34,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pack_code(dest: Path, files: Iterable[tuple[str, Path]]) -> None:
+def pack_code(
+    dest: Path,
+    files: Iterable[tuple[str, Path]],
+    *,
+    expected: Mapping[str, FileEntry] | None = None,
+) -> None:
     """Write a deterministic tar.gz of (archive name, source path) pairs to `dest`.
 
     Entries are sorted by name and carry no time, owner or permission beyond
@@ -41,6 +47,10 @@ def pack_code(dest: Path, files: Iterable[tuple[str, Path]]) -> None:
     same zlib; another zlib build may compress differently, which only costs a
     cache miss). Sources are followed if they are symlinks and must be regular
     files. The file appears at `dest` atomically.
+
+    A file named in `expected` (a snapshot's code files) is verified as it is
+    streamed in: size, executable bit and sha256 must be the entry's, or packing
+    stops with ChangedWhileStaging and no tarball appears.
     """
     entries: dict[str, Path] = {}
     for name, source in files:
@@ -55,7 +65,7 @@ def pack_code(dest: Path, files: Iterable[tuple[str, Path]]) -> None:
         raise ArchiveError(
             f"cannot pack {dest}: '{clashes[0]}' is a file, yet other files would be inside it"
         )
-    _write_tarball(dest, entries, follow_symlinks=True)
+    _write_tarball(dest, entries, follow_symlinks=True, expected=expected or {})
 
 
 def pack_dirs(dest: Path, dirs: Sequence[Path]) -> None:
@@ -108,7 +118,13 @@ def _regular_files(root: Path) -> Iterable[tuple[str, Path]]:
                     yield f"{prefix}{entry.name}", Path(entry.path)
 
 
-def _write_tarball(dest: Path, entries: Mapping[str, Path], *, follow_symlinks: bool) -> None:
+def _write_tarball(
+    dest: Path,
+    entries: Mapping[str, Path],
+    *,
+    follow_symlinks: bool,
+    expected: Mapping[str, FileEntry] | None = None,
+) -> None:
     try:
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     except OSError as e:
@@ -123,7 +139,11 @@ def _write_tarball(dest: Path, entries: Mapping[str, Path], *, follow_symlinks: 
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
             for name in sorted(entries):
-                _add_file(tar, name, entries[name], follow_symlinks=follow_symlinks)
+                entry = (expected or {}).get(name)
+                if entry is not None:
+                    _add_verified(tar, name, entry)
+                else:
+                    _add_file(tar, name, entries[name], follow_symlinks=follow_symlinks)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException as e:
@@ -133,6 +153,26 @@ def _write_tarball(dest: Path, entries: Mapping[str, Path], *, follow_symlinks: 
         raise
 
 
+def _add_verified(tar: tarfile.TarFile, name: str, entry: FileEntry) -> None:
+    with VerifiedReader(entry) as reader:
+        info = _info(name, entry.size, entry.executable)
+        try:
+            tar.addfile(info, reader)
+        except OSError:
+            raise ChangedWhileStaging(entry) from None  # it shrank while being read
+        reader.finish()
+
+
+def _info(name: str, size: int, executable: bool) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o755 if executable else 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
 def _add_file(tar: tarfile.TarFile, name: str, source: Path, *, follow_symlinks: bool) -> None:
     # O_NONBLOCK so that a fifo opens at once (and is then refused) instead of hanging.
     flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
@@ -140,10 +180,4 @@ def _add_file(tar: tarfile.TarFile, name: str, source: Path, *, follow_symlinks:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise ArchiveError(f"cannot pack {source}: it is not a regular file")
-        info = tarfile.TarInfo(name)
-        info.size = st.st_size
-        info.mode = 0o755 if st.st_mode & 0o111 else 0o644
-        info.mtime = 0
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        tar.addfile(info, f)
+        tar.addfile(_info(name, st.st_size, bool(st.st_mode & 0o111)), f)

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ssmake.errors import KeyNotFound, StoreError
+from ssmake.plan.snapshot import FileEntry, VerifiedReader
 from ssmake.stores import ObjectInfo, ProgressFn, SyncStats
+from ssmake.stores.s3_sync import MANIFEST_SUFFIX
+
+# Where writes are staged before their rename, outside every key: a key may be
+# any name, so no name pattern can mark a temporary file.
+TMP_DIR = ".ssmake-tmp"
+_MANIFEST_VERSION = 1
+# A manifest's line for one stored file: [size, sha256, the copy's ETag].
+_Record = list[object]
 
 
 def _etag(st: os.stat_result) -> str:
-    # Not a content hash: a local file's identity for change detection, like rsync's
-    # quick check. Content hashes live in the marker's fingerprint components.
+    # Not a content hash: a stored object's identity, to tell that it is still the
+    # object that was recorded. Content hashes are the snapshot's and the marker's.
     return f"{st.st_mtime_ns}-{st.st_size}"
+
+
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key, st.st_size, _etag(st), etag_is_content=False)
 
 
 class LocalStore:
@@ -43,14 +57,26 @@ class LocalStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(f"{self.uri(key)} does not exist") from None
 
-    def _write_atomic(self, path: Path, write: str | bytes | Path) -> None:
+    def _tmp_dir(self, path: Path) -> Path:
+        """Keys are staged in the store's own temporary directory; files written
+        elsewhere (downloads) beside their destination, on its file system."""
+        if path.is_relative_to(self.root):
+            tmp = self.root / TMP_DIR
+            tmp.mkdir(parents=True, exist_ok=True)
+            return tmp
+        return path.parent
+
+    def _write_atomic(self, path: Path, write: str | bytes | Path | VerifiedReader) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self._tmp_dir(path), prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 if isinstance(write, Path):
                     with write.open("rb") as src:
                         shutil.copyfileobj(src, f, 1 << 20)
+                elif isinstance(write, VerifiedReader):
+                    shutil.copyfileobj(write, f, 1 << 20)
+                    write.finish()
                 else:
                     f.write(write.encode() if isinstance(write, str) else write)
             os.replace(tmp, path)
@@ -64,7 +90,7 @@ class LocalStore:
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self._tmp_dir(path), prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -83,8 +109,7 @@ class LocalStore:
         path = self._path(key)
         if not path.is_file():
             return None
-        st = path.stat()
-        return ObjectInfo(key, st.st_size, _etag(st))
+        return _info(key, path.stat())
 
     def put_file(self, key: str, path: Path) -> None:
         self._write_atomic(self._path(key), path)
@@ -101,15 +126,14 @@ class LocalStore:
         if not start.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(start):
+            if dirpath == str(self.root) and TMP_DIR in dirnames:
+                dirnames.remove(TMP_DIR)
             dirnames.sort()
             for name in sorted(filenames):
-                if name.startswith(".") and name.endswith(".tmp"):
-                    continue
                 full = Path(dirpath) / name
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    st = full.stat()
-                    yield ObjectInfo(key, st.st_size, _etag(st))
+                    yield _info(key, full.stat())
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -125,30 +149,51 @@ class LocalStore:
 
     def sync_dir(
         self,
-        local: Path,
         prefix: str,
-        files: dict[str, Path],
+        files: Mapping[str, FileEntry],
         *,
         on_progress: ProgressFn | None = None,
     ) -> SyncStats:
-        # The quick check rsync uses: a copy keeps size and mtime, so equal ones
-        # mean the file is unchanged and nothing is read.
+        """Copy each file whose content (by the snapshot's sha256) is not the stored
+        copy's, verifying the bytes as they are copied. What is stored is known from
+        a manifest beside the prefix: content hash and the copy's identity."""
         stats = SyncStats()
+        manifest_key = prefix.rstrip("/") + MANIFEST_SUFFIX
+        recorded = self._read_manifest(manifest_key)
         existing = {o.key[len(prefix) :]: o for o in self.list(prefix)}
-        for rel, src in sorted(files.items()):
-            st = src.stat()
-            dest = self._path(prefix + rel)
+        synced: dict[str, _Record] = {}
+        for rel, entry in sorted(files.items()):
             old = existing.pop(rel, None)
-            if old is not None and old.etag == _etag(st):
+            record = recorded.get(rel)
+            if (
+                old is not None
+                and record is not None
+                and record == [entry.size, entry.sha256, old.etag]
+            ):
                 stats.unchanged += 1
+                synced[rel] = record
                 continue
-            self._write_atomic(dest, src)
-            os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+            dest = self._path(prefix + rel)
+            with VerifiedReader(entry) as reader:
+                self._write_atomic(dest, reader)
+            synced[rel] = [entry.size, entry.sha256, _etag(dest.stat())]
             stats.uploaded += 1
-            stats.uploaded_bytes += st.st_size
+            stats.uploaded_bytes += entry.size
             if on_progress is not None:
-                on_progress(st.st_size)
+                on_progress(entry.size)
         for rel in existing:
             self.delete(prefix + rel)
             stats.deleted += 1
+        if synced != recorded:
+            doc = {"version": _MANIFEST_VERSION, "files": synced}
+            self.put(manifest_key, json.dumps(doc, separators=(",", ":")).encode())
         return stats
+
+    def _read_manifest(self, key: str) -> dict[str, _Record]:
+        try:
+            doc = json.loads(self.get(key))
+            if doc["version"] == _MANIFEST_VERSION and isinstance(doc["files"], dict):
+                return {str(k): list(v) for k, v in doc["files"].items()}
+        except (KeyNotFound, ValueError, TypeError, KeyError):
+            pass  # none yet, or damaged: every file is copied again
+        return {}

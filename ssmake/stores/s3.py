@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ssmake import aws
 from ssmake.errors import KeyNotFound, StoreError
+from ssmake.plan.snapshot import FileEntry
 from ssmake.stores import ObjectInfo, ProgressFn, SyncStats
-from ssmake.stores.s3_etags import MIB, EtagCache, TransferSizes
+from ssmake.stores.s3_etags import MIB, TransferSizes
 from ssmake.stores.s3_sync import sync_prefix
 
 SYNC_WORKERS = 16
@@ -40,7 +41,6 @@ class S3Store:
         *,
         region: str | None = None,
         client: Any = None,
-        etag_cache: Path | None = None,
         sizes: TransferSizes = _DEFAULT_SIZES,
         workers: int = SYNC_WORKERS,
         on_progress: ProgressFn | None = None,
@@ -57,7 +57,6 @@ class S3Store:
         self.page_size = 1000
         #: Called with byte counts as sync uploads progress (from one thread at a time).
         self.on_progress = on_progress
-        self.etags = EtagCache(etag_cache, sizes)
 
     @classmethod
     def from_url(cls, url: str, *, region: str | None = None, **kwargs: Any) -> S3Store:
@@ -135,6 +134,12 @@ class S3Store:
 
     def put_file(self, key: str, path: Path) -> None:
         self.upload(key, path, path.stat().st_size, None)
+
+    def upload_bytes(self, key: str, data: bytes, progress: ProgressFn | None) -> None:
+        with aws.translated(f"cannot upload to {self.uri(key)}", StoreError):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        if progress is not None:
+            progress(len(data))
 
     def upload(self, key: str, path: Path, size: int, progress: ProgressFn | None) -> None:
         """Upload `size` bytes of `path`, calling `progress(n)` as each n are sent."""
@@ -237,13 +242,12 @@ class S3Store:
 
     def sync_dir(
         self,
-        local: Path,
         prefix: str,
-        files: dict[str, Path],
+        files: Mapping[str, FileEntry],
         *,
         on_progress: ProgressFn | None = None,
     ) -> SyncStats:
-        """Upload the files whose size or ETag differ from the remote ones, in
-        parallel, then delete remote keys under `prefix` that are not in `files`
-        (see `s3_sync`)."""
+        """Upload the files whose content the remote copies do not have, verified
+        against the snapshot, in parallel, then delete remote keys under `prefix`
+        that are not in `files` (see `s3_sync`)."""
         return sync_prefix(self, prefix, files, on_progress)

@@ -2,26 +2,21 @@
 
 S3 gives a single PUT the MD5 of its bytes and an N-part multipart upload
 `md5(md5s)-N`, so the local ETag is computed with the threshold and chunk size of
-the one `TransferSizes` uploads use too. Local ETags are cached by (inode, size,
-mtime_ns), so a no-change sync reads no file contents.
+the one `TransferSizes` uploads use too. They are computed from the bytes being
+verified for an upload, never cached by a file's times: whether a file changed
+is the hash cache's call alone.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 MIB = 1 << 20
 _READ_CHUNK = MIB
-_RACY_NS = 2_000_000_000  # see hashcache: a same-tick write keeps size and mtime
 _MIN_PART = 5 * MIB
 _MAX_PARTS = 10_000
 
@@ -53,75 +48,46 @@ class TransferSizes:
         )
 
 
+class ETagger:
+    """S3's ETag of `size` bytes fed in order, uploaded with `sizes`: their MD5, or
+    for a multipart upload the MD5 of the parts' MD5s and the count."""
+
+    def __init__(self, sizes: TransferSizes, size: int) -> None:
+        self.multipart = size >= sizes.threshold
+        self.chunk = sizes.chunk_for(size)
+        self.whole = hashlib.md5(usedforsecurity=False)
+        self.parts: list[bytes] = []
+        self.part = hashlib.md5(usedforsecurity=False)
+        self.left = self.chunk
+
+    def update(self, data: bytes) -> None:
+        if not self.multipart:
+            self.whole.update(data)
+            return
+        view = memoryview(data)
+        while view:
+            take = view[: self.left]
+            self.part.update(take)
+            self.left -= len(take)
+            view = view[len(take) :]
+            if not self.left:
+                self.parts.append(self.part.digest())
+                self.part = hashlib.md5(usedforsecurity=False)
+                self.left = self.chunk
+
+    def hexdigest(self) -> str:
+        if not self.multipart:
+            return self.whole.hexdigest()
+        parts = list(self.parts)
+        if self.left != self.chunk:
+            parts.append(self.part.digest())
+        return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"
+
+
 def s3_etag(path: Path, size: int, sizes: TransferSizes = TransferSizes()) -> str:
     """The ETag S3 gives `path` once uploaded with `sizes` (no SSE-KMS)."""
-    if size < sizes.threshold:
-        digest = hashlib.md5(usedforsecurity=False)
-        with path.open("rb", buffering=0) as f:
-            while block := f.read(_READ_CHUNK):
-                digest.update(block)
-        return digest.hexdigest()
-    chunk = sizes.chunk_for(size)
-    parts = hashlib.md5(usedforsecurity=False)
-    count = 0
+    etag = ETagger(sizes, size)
     with path.open("rb", buffering=0) as f:
-        while True:
-            part = hashlib.md5(usedforsecurity=False)
-            left = chunk
-            while left and (block := f.read(min(_READ_CHUNK, left))):
-                part.update(block)
-                left -= len(block)
-            if left == chunk:
-                break
-            parts.update(part.digest())
-            count += 1
-    return f"{parts.hexdigest()}-{count}"
-
-
-class EtagCache:
-    """Local files' S3 ETags by (inode, size, mtime_ns, chunk), kept in a JSON file."""
-
-    VERSION = 1
-
-    def __init__(self, path: Path | None, sizes: TransferSizes) -> None:
-        self.path = path
-        self.sizes = sizes
-        self._entries: dict[str, list[int | str]] = {}
-        self._dirty = False
-        self._lock = threading.Lock()
-        if path is not None:
-            try:
-                doc = json.loads(path.read_bytes())
-                if doc.get("version") == self.VERSION and isinstance(doc.get("entries"), dict):
-                    self._entries = doc["entries"]
-            except (OSError, ValueError, AttributeError):
-                pass  # missing or corrupt: it is only a cache
-
-    def etag(self, path: Path, st: os.stat_result) -> str:
-        chunk = self.sizes.chunk_for(st.st_size) if st.st_size >= self.sizes.threshold else 0
-        stamp: list[int | str] = [st.st_ino, st.st_size, st.st_mtime_ns, chunk]
-        name = str(path)
-        with self._lock:
-            entry = self._entries.get(name)
-        if isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp:
-            return str(entry[4])
-        etag = s3_etag(path, st.st_size, self.sizes)
-        if time.time_ns() - st.st_mtime_ns > _RACY_NS:
-            with self._lock:
-                self._entries[name] = [*stamp, etag]
-                self._dirty = True
-        return etag
-
-    def save(self) -> None:
-        if self.path is None or not self._dirty:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".etags.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f, self._lock:
-                json.dump({"version": self.VERSION, "entries": self._entries}, f)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._dirty = False
+        while block := f.read(_READ_CHUNK):
+            etag.update(block)
+    return etag.hexdigest()

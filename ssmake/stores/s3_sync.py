@@ -1,26 +1,37 @@
-"""Making an S3 prefix hold exactly a directory's files, uploading only what changed.
+"""Making an S3 prefix hold exactly a task's input files, as its snapshot saw them.
 
-"Unchanged" is decided the way S3 can check it: equal size and equal ETag (see
-`s3_etags`). A synced prefix is ssmake's own (`<project>/<task>/input/<name>/`),
-so after a complete sync a manifest of what is there is written beside it, and
-the next sync reads that one object instead of listing thousands (as DVC trusts
-its `.dir` objects). It records local ETags, so even SSE-KMS objects, whose
-ETags are not MD5s, are then recognised as unchanged. The manifest is deleted
-before the first change, so a sync cut short leaves none and the next one lists.
-Keys changed under the prefix by other tools go unnoticed while the manifest
+A file is skipped only when the stored copy has the snapshot's content: its
+sha256, as recorded in the prefix's manifest, or, when there is no manifest,
+an S3 ETag equal to the one of the bytes just read and verified. Every file
+that is sent is read and verified against the snapshot first (small ones are
+sent from those very bytes; for a large one, its identity on disk must not
+change until the upload ends), so a file edited while staging stops the sync
+with ChangedWhileStaging instead of shipping unfingerprinted content.
+
+A synced prefix is ssmake's own (`<project>/<task>/input/<name>/`), so after a
+complete sync a manifest of what is there (size, ETag, sha256) is written
+beside it, and the next sync reads that one object instead of listing
+thousands (as DVC trusts its `.dir` objects). The manifest is deleted before
+the first change, so a sync cut short leaves none and the next one lists. Keys
+changed under the prefix by other tools go unnoticed while the manifest
 exists; `ssmake clean` removes both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ssmake.errors import KeyNotFound, StoreError
+from ssmake.plan.hashcache import identity
+from ssmake.plan.snapshot import ChangedWhileStaging, FileEntry, VerifiedReader
 from ssmake.stores import ProgressFn, SyncStats
+from ssmake.stores.s3_etags import ETagger
 
 if TYPE_CHECKING:
     from ssmake.stores.s3 import S3Store
@@ -28,23 +39,32 @@ if TYPE_CHECKING:
 # Beside a synced prefix `p/`, the key `p.ssmake-sync.json` (outside the prefix, so
 # not part of a job's channel) records what the last complete sync left there.
 MANIFEST_SUFFIX = ".ssmake-sync.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 
 def sync_prefix(
-    store: S3Store, prefix: str, files: dict[str, Path], on_progress: ProgressFn | None
+    store: S3Store, prefix: str, files: Mapping[str, FileEntry], on_progress: ProgressFn | None
 ) -> SyncStats:
-    """Upload the files whose size or ETag differ from the remote ones, in
-    parallel, then delete remote keys under `prefix` that are not in `files`."""
+    """Upload the files whose content the remote copies do not have, in parallel,
+    then delete remote keys under `prefix` that are not in `files`."""
+    for rel, entry in files.items():
+        try:
+            rel.encode()
+        except UnicodeEncodeError:
+            raise StoreError(
+                f"cannot upload {entry.shown!r}: its name is not valid UTF-8, which S3 keys "
+                "must be; rename it"
+            ) from None
     manifest_key = prefix.rstrip("/") + MANIFEST_SUFFIX if prefix.strip("/") else None
-    remote = _read_manifest(store, manifest_key) if manifest_key else None
-    trusted = remote is not None
-    if remote is None:
-        remote = {o.key[len(prefix) :]: (o.size, o.etag) for o in store.list(prefix)}
+    recorded = _read_manifest(store, manifest_key) if manifest_key else None
+    trusted = recorded is not None
+    remote: dict[str, list[Any]] = recorded if recorded is not None else {}
+    if recorded is None:
+        remote = {o.key[len(prefix) :]: [o.size, o.etag, None] for o in store.list(prefix)}
     stats = SyncStats()
     lock = threading.Lock()
     report = on_progress or store.on_progress
-    synced: dict[str, tuple[int, str]] = {}
+    synced: dict[str, list[Any]] = {}
     invalidated = False
 
     def invalidate() -> None:
@@ -60,36 +80,52 @@ def sync_prefix(
             with lock:
                 report(n)
 
-    def sync_one(rel: str, path: Path) -> None:
-        try:
-            st = path.stat()
-        except OSError as e:
-            raise StoreError(f"cannot read {path} to upload it: {e.strerror}") from None
-        # Hashed before uploading too: the file is read once into the page cache,
-        # and the next sync of an unchanged tree reads nothing.
-        etag = store.etags.etag(path, st)
+    def sync_one(rel: str, entry: FileEntry) -> None:
+        old = remote.get(rel)
+        if old is not None and old[0] == entry.size and old[2] == entry.sha256:
+            with lock:
+                synced[rel] = old
+                stats.unchanged += 1
+            return
+        with VerifiedReader(entry) as reader:
+            before = identity(os.fstat(reader.fileno()))
+            md5 = ETagger(store.sizes, entry.size)
+            small = entry.size < store.sizes.threshold
+            body = bytearray() if small else None
+            while chunk := reader.read(1 << 20):
+                md5.update(chunk)
+                if body is not None:
+                    body.extend(chunk)
+            reader.finish()
+        etag = md5.hexdigest()
         with lock:
-            synced[rel] = (st.st_size, etag)
-        if remote.get(rel) == (st.st_size, etag):
+            synced[rel] = [entry.size, etag, entry.sha256]
+        if old is not None and old[0] == entry.size and old[1] == etag:
             with lock:
                 stats.unchanged += 1
             return
         invalidate()
-        store.upload(prefix + rel, path, st.st_size, progress)
+        if body is not None:
+            store.upload_bytes(prefix + rel, bytes(body), progress)
+        else:
+            store.upload(prefix + rel, Path(entry.path), entry.size, progress)
+            try:
+                after = identity(os.stat(entry.path))
+            except OSError:
+                after = None
+            if after != before:
+                raise ChangedWhileStaging(entry)
         with lock:
             stats.uploaded += 1
-            stats.uploaded_bytes += st.st_size
+            stats.uploaded_bytes += entry.size
 
-    try:
-        with ThreadPoolExecutor(store.workers, thread_name_prefix="s3sync") as pool:
-            futures = [pool.submit(sync_one, rel, path) for rel, path in sorted(files.items())]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                if future.exception() is not None:
-                    pool.shutdown(cancel_futures=True)
-                    future.result()
-    finally:
-        store.etags.save()
+    with ThreadPoolExecutor(store.workers, thread_name_prefix="s3sync") as pool:
+        futures = [pool.submit(sync_one, rel, entry) for rel, entry in sorted(files.items())]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            if future.exception() is not None:
+                pool.shutdown(cancel_futures=True)
+                future.result()
     stale = sorted(rel for rel in remote if rel not in files)
     if stale:
         invalidate()
@@ -101,12 +137,15 @@ def sync_prefix(
     return stats
 
 
-def _read_manifest(store: S3Store, key: str) -> dict[str, tuple[int, str]] | None:
+def _read_manifest(store: S3Store, key: str) -> dict[str, list[Any]] | None:
     try:
         doc = json.loads(store.get(key))
         if doc["version"] != MANIFEST_VERSION:
             return None
-        return {str(rel): (int(size), str(etag)) for rel, (size, etag) in doc["files"].items()}
+        return {
+            str(rel): [int(size), str(etag), str(sha)]
+            for rel, (size, etag, sha) in doc["files"].items()
+        }
     except KeyNotFound:
         return None
     except (ValueError, TypeError, KeyError, AttributeError):
