@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import ProjectDir
 
 from ssmake.backends.local.executor import LocalExecutor
-from ssmake.build.runner import worker_toolkit_files
+from ssmake.build.staging import worker_toolkit_files
 from ssmake.plan.jobspec import build_job_spec
 from ssmake.project.model import Task
 from ssmake.stores.archive import pack_code

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ssmake.build import runner
+from ssmake.build import staging as runner
 from ssmake.cli import main
 
 # Records what the job received: code and channels, by content and exec bit.

@@ -41,9 +41,9 @@ def _summarise(prefix: str, old: Mapping[str, str], new: Mapping[str, str]) -> l
     if total == 0:
         return []
     if total <= 3:
-        out = [f"{prefix}: {name} changed" for name in changed]
-        out += [f"{prefix}: {name} added" for name in added]
-        out += [f"{prefix}: {name} removed" for name in removed]
+        out = [f"{prefix}: {shown(name)} changed" for name in changed]
+        out += [f"{prefix}: {shown(name)} added" for name in added]
+        out += [f"{prefix}: {shown(name)} removed" for name in removed]
         return out
     parts = []
     if changed:
@@ -60,6 +60,16 @@ def _diff_code(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     if old.get("entry_point") != new["entry_point"]:
         reasons.append(f"code: entry point {old.get('entry_point')} -> {new['entry_point']}")
     reasons.extend(_summarise("code", old.get("files", {}), new["files"]))
+    was, now = set(old.get("executable", ())), set(new.get("executable", ()))
+    files = new["files"]
+    reasons += [
+        f"code: {shown(n)} became executable"
+        for n in sorted(now - was)
+        if n in old.get("files", {})
+    ]
+    reasons += [
+        f"code: {shown(n)} is no longer executable" for n in sorted(was - now) if n in files
+    ]
     return reasons
 
 
@@ -106,6 +116,8 @@ def _diff_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             task = n.get("task")
             if o.get("task") != task or o.get("output") != n.get("output"):
                 reasons.append(f"{label}: now {task} {n.get('output', '')}".rstrip())
+            elif n.get("output") == "state":
+                reasons.append(f"{label}: the state of upstream {task} changed")
             else:
                 reasons.append(f"upstream {task} has new outputs")
     return reasons
@@ -136,7 +148,8 @@ def _diff_params(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     reasons = []
     o, n = _flat("", old), _flat("", new)
     for key in sorted(set(o) | set(n)):
-        if o.get(key, "<unset>") == n.get(key, "<unset>"):
+        before, after = o.get(key, _UNSET), n.get(key, _UNSET)
+        if _same(before, after):
             continue
         name = key.lstrip(".")
         if name.startswith("environment."):
@@ -144,9 +157,26 @@ def _diff_params(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             if key not in n:
                 reasons[-1] = f"{name}: removed"
             continue
-        reasons.append(f"{name}: {_show(o.get(key))} -> {_show(n.get(key))}")
+        change = f"{name}: {_show(o.get(key))} -> {_show(n.get(key))}"
+        kinds = (type(before).__name__, type(after).__name__)
+        if _UNSET not in (before, after) and None not in (before, after) and kinds[0] != kinds[1]:
+            change += f" ({kinds[0]} -> {kinds[1]})"  # 2 -> 2.0, true -> 1: equal in Python
+        reasons.append(change)
     return reasons
+
+
+_UNSET = "<unset>"
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as the fingerprint sees them: by their JSON (2 and 2.0 differ)."""
+    return a is b or json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _show(value: object) -> str:
     return "(unset)" if value is None else json.dumps(value)
+
+
+def shown(name: str) -> str:
+    """A file name for the terminal: bytes that are not UTF-8 as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

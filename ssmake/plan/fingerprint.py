@@ -35,6 +35,7 @@ from ssmake.plan.shipped import Boundary, walk_input
 from ssmake.plan.snapshot import FileEntry, Snapshot, is_executable
 from ssmake.plan.statdigest import StatDigest, Walk
 from ssmake.project.model import Input, Project, Task
+from ssmake.project.paths import relative_to_root
 
 __all__ = ["SCHEMA_VERSION", "Components", "Fingerprint", "Fingerprinter", "canonical_json"]
 
@@ -112,11 +113,13 @@ class Fingerprinter:
         self.hashes = hashes
         self.s3_lister = s3_lister
         self.state_lister = state_lister
-        exclude = {t.output_path.strip("/") for t in project.tasks.values() if t.output_path}
+        places = [t.output_path for t in project.tasks.values() if t.output_path]
         if not project.store.startswith("s3://") and project.store:
-            exclude.add(project.store.strip("/"))
-        #: Project-relative paths that never count: the local store, download destinations.
-        self.excluded = frozenset(e for e in exclude if e != ".")
+            places.append(project.store.removeprefix("file://"))
+        exclude = {relative_to_root(self.root, p) for p in places}
+        #: Project-relative paths that never count, compared resolved: the local store,
+        #: download destinations.
+        self.excluded = frozenset(e for e in exclude if e is not None and e != ".")
         dependencies = {self.resolve(d) for t in project.tasks.values() for d in t.dependencies}
         self.boundary = Boundary(self.root, sorted(dependencies))
         self._matcher = IgnoreMatcher(self.root, self.excluded, self.boundary)

@@ -24,6 +24,7 @@ from typing import Any
 from ssmake.errors import ConfigError
 from ssmake.project import matrix, schema
 from ssmake.project.model import BACKEND_NAMES, Project, Task
+from ssmake.project.paths import check_output_paths
 from ssmake.project.task_table import TASK_KEYS, Ref, task_from_table
 from ssmake.project.tomlpos import KeyPath, Locator
 from ssmake.project.wiring import wire
@@ -84,6 +85,7 @@ def load_project(
     _check_cycles(issues, refs, names)
     if not issues.items:
         tasks = wire(issues, tasks)
+        check_output_paths(issues, root, tasks, settings["store"])
     issues.raise_if_any()
     sha = hashlib.sha256(text.encode()).hexdigest()
     return Project(root=root.resolve(), ssmfile=path, tasks=tasks, ssmfile_sha256=sha, **settings)
