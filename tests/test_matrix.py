@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 
 from conftest import ProjectDir
 
+from ssmake.events import TaskDone, TaskStarted, TaskUpToDate
 from ssmake.plan.layout import job_name
 from ssmake.project.matrix import SLUG_MAX, slug
+from ssmake.ui.report import LiveReporter
 
 WORKER = """\
 import json
@@ -224,3 +227,31 @@ def test_long_names_get_a_short_hash_and_fit_a_job_name() -> None:
     assert len(slug(long)) == SLUG_MAX and slug(long) != slug(other)
     assert slug(long).startswith("train-parameter0-value0-")
     assert len(job_name(long, "f" * 64, 12)) <= 63
+
+
+def test_the_board_shows_expansions_under_their_task() -> None:
+    stream = io.StringIO()
+    board = LiveReporter(stream)
+    board(TaskStarted("train[depth=3,lr=0.1]", ("no marker yet",)))
+    board(TaskDone("train[depth=5,lr=0.1]", "train-depth-5-lr-0-1-0123456789-1", 3.0))
+    board(TaskUpToDate("evaluate", "evaluate-0123456789-1"))
+    board.close()
+
+    lines = [line.rstrip() for line in stream.getvalue().splitlines()]
+    assert lines[0].startswith("train ") and "2 expansions: 1 running" in lines[0]
+    assert any(line.startswith("  [depth=3,lr=0.1]  running") for line in lines)
+    assert any(line.startswith("  [depth=5,lr=0.1]  done") for line in lines)
+    assert lines[-1].startswith("evaluate") and "up to date" in lines[-1]
+
+
+def test_single_task_commands_need_one_expansion(project: ProjectDir) -> None:
+    project.ssmfile(SWEEP)
+    project.write("train.py", WORKER)
+    assert project.run("-q", "train[depth=3,lr=0.1]").code == 0
+
+    many = project.run("logs", "train")
+    one = project.run("logs", "train[lr=0.1,depth=3]")
+
+    assert many.code == 2
+    assert "'train' names 3 expansions; name one of: train[depth=3,lr=0.1]," in many.err
+    assert one.code == 0, one.err

@@ -7,15 +7,15 @@ import sys
 
 from ssmake.commands import common
 from ssmake.errors import EXIT_OK, SsmakeError
-from ssmake.project.graph import select
+from ssmake.project.graph import only
 
 
 def run(args: argparse.Namespace) -> int:
     session = common.session(args)
-    select(session.project, [args.task])
-    inflight = session.planner.read_inflight(args.task)
+    name = only(session.project, args.task)
+    inflight = session.planner.read_inflight(name)
     if inflight is None:
-        raise SsmakeError(f"task {args.task} has no running job")
+        raise SsmakeError(f"task {name} has no running job")
     session.backend().stop(str(inflight["job"]))
-    print(f"stopping job {inflight['job']} of task {args.task}", file=sys.stderr)
+    print(f"stopping job {inflight['job']} of task {name}", file=sys.stderr)
     return EXIT_OK

@@ -8,22 +8,20 @@ from pathlib import Path
 from ssmake.build.downloads import download_results
 from ssmake.commands import common
 from ssmake.errors import EXIT_OK, SsmakeError
-from ssmake.project.graph import select
+from ssmake.project.graph import only
 
 
 def run(args: argparse.Namespace) -> int:
     session = common.session(args)
-    select(session.project, [args.task])
-    task = session.project.tasks[args.task]
-    marker = session.planner.read_marker(args.task)
+    name = only(session.project, args.task)
+    task = session.project.tasks[name]
+    marker = session.planner.read_marker(name)
     if marker is None:
-        raise SsmakeError(f"task {args.task} has no result yet: run 'ssmake {args.task}' first")
+        raise SsmakeError(f"task {name} has no result yet: run 'ssmake {name}' first")
     kinds = [k for k in ("model", "output", "state", "logs") if getattr(args, k)]
     kinds = kinds or list(task.download) or ["model", "output"]
-    out = args.out or task.output_path or f"output/{args.task}"
+    out = args.out or task.output_path or f"output/{name}"
     dest = Path(out) if Path(out).is_absolute() else session.project.root / out
-    for path in download_results(
-        session.store, session.project.name, args.task, marker, dest, kinds
-    ):
+    for path in download_results(session.store, session.project.name, name, marker, dest, kinds):
         print(path)
     return EXIT_OK

@@ -13,7 +13,7 @@ from ssmake.build.inflight import holder_alive
 from ssmake.commands import common
 from ssmake.errors import EXIT_OK, SsmakeError
 from ssmake.plan import layout
-from ssmake.project.graph import select
+from ssmake.project.graph import only
 
 if TYPE_CHECKING:
     from ssmake.build.session import Session
@@ -21,21 +21,21 @@ if TYPE_CHECKING:
 
 def run(args: argparse.Namespace) -> int:
     session = common.session(args)
-    select(session.project, [args.task])
-    marker = session.planner.read_marker(args.task)
-    inflight = session.planner.read_inflight(args.task)
+    name = only(session.project, args.task)
+    marker = session.planner.read_marker(name)
+    inflight = session.planner.read_inflight(name)
     job = (inflight or {}).get("job") or (marker or {}).get("job")
     if not job:
-        raise SsmakeError(f"task {args.task} has no job yet: run 'ssmake {args.task}' first")
+        raise SsmakeError(f"task {name} has no job yet: run 'ssmake {name}' first")
     if args.follow and inflight is not None:
-        return _follow(session, args.task, str(job))
-    prefix = layout.logs_prefix(session.project.name, args.task, str(job))
+        return _follow(session, name, str(job))
+    prefix = layout.logs_prefix(session.project.name, name, str(job))
     objects = list(session.store.list(prefix))
     if not objects:
         run_logs = session.work_dir / "runs" / str(job) / "logs"
         files = sorted(run_logs.glob("*.log")) if run_logs.is_dir() else []
         if not files:
-            raise SsmakeError(f"no logs stored for job {job} of task {args.task}")
+            raise SsmakeError(f"no logs stored for job {job} of task {name}")
         for path in files:
             for line in path.read_text(errors="replace").splitlines():
                 print(f"[{path.stem}] {line}")

@@ -46,6 +46,15 @@ def resolve(project: Project, target: str) -> list[str]:
     raise ConfigError(f"unknown task {target!r}{hint} (tasks: {', '.join(written)})")
 
 
+def only(project: Project, target: str) -> str:
+    """The one task a target names, for commands about a single task (logs, download)."""
+    names = resolve(project, target)
+    if len(names) > 1:
+        listing = ", ".join(names)
+        raise ConfigError(f"{target!r} names {len(names)} expansions; name one of: {listing}")
+    return names[0]
+
+
 def order(project: Project, names: set[str] | None = None) -> list[str]:
     """A dependency order of `names` (default: all tasks), stable in file order."""
     names = set(project.tasks) if names is None else names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ssmake.events import (
     Event,
@@ -22,6 +22,8 @@ from ssmake.events import (
     TaskStarted,
     TaskUpToDate,
 )
+from ssmake.project.graph import summary
+from ssmake.project.matrix import group_of
 
 
 class PlainReporter:
@@ -88,6 +90,18 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+Row = TypeVar("Row")
+
+
+def by_group(rows: list[tuple[str, Row]]) -> dict[str, list[tuple[str, Row]]]:
+    """Board rows under the task each was written as: a matrix task's expansions
+    together, in the order the first of them appeared."""
+    groups: dict[str, list[tuple[str, Row]]] = {}
+    for task, row in rows:
+        groups.setdefault(group_of(task), []).append((task, row))
+    return groups
+
+
 class LiveReporter:
     """A live line per task on a terminal, with the instances' log lines above it."""
 
@@ -109,25 +123,37 @@ class LiveReporter:
         self._live.start()
 
     def _render(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table.grid(padding=(0, 2))
         now = time.monotonic()
-        for task, row in list(self._rows.items()):
-            state = row["state"]
-            style = {
-                "running": "yellow",
-                "done": "green",
-                "failed": "red bold",
-                "up to date": "dim",
-                "restored": "green",
-                "not run": "red",
-            }.get(state, "")
-            detail = row.get("detail", "")
-            if state == "running":
-                detail = f"{now - row['since']:.0f}s {detail}"
-            table.add_row(f"[bold]{task}[/]", f"[{style}]{state}[/]" if style else state, detail)
+        for group, members in by_group(list(self._rows.items())).items():
+            if [task for task, _ in members] != [group]:
+                states = [row["state"] for _, row in members]
+                table.add_row(f"[bold]{escape(group)}[/]", summary(states), "")
+            for task, row in members:
+                self._add_row(table, group, task, row, now)
         return table
+
+    def _add_row(self, table: Any, group: str, task: str, row: dict[str, Any], now: float) -> None:
+        from rich.markup import escape
+
+        state = row["state"]
+        style = {
+            "running": "yellow",
+            "done": "green",
+            "failed": "red bold",
+            "up to date": "dim",
+            "restored": "green",
+            "not run": "red",
+        }.get(state, "")
+        detail = row.get("detail", "")
+        if state == "running":
+            detail = f"{now - row['since']:.0f}s {detail}"
+        # An expansion shows under its task's line by its values: `  [lr=0.1]`.
+        label = f"[bold]{escape(task)}[/]" if task == group else f"  {escape(task[len(group) :])}"
+        table.add_row(label, f"[{style}]{state}[/]" if style else state, escape(detail))
 
     def _set(self, task: str, state: str, detail: str = "") -> None:
         with self._lock:

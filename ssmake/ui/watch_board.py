@@ -25,7 +25,8 @@ from ssmake.events import (
     TaskStarted,
     TaskUpToDate,
 )
-from ssmake.ui.report import PlainReporter, describe
+from ssmake.project.graph import summary
+from ssmake.ui.report import PlainReporter, by_group, describe
 
 _STYLES = {
     "running": "yellow",
@@ -85,15 +86,25 @@ class Board:
                 head += f"  build {self._builds} at {self._trigger_at}, for {why}"
             table = Table.grid(padding=(0, 2))
             now = time.monotonic()
-            for task, row in self._rows.items():
-                style = _STYLES.get(row.state, "")
-                state = f"[{style}]{row.state}[/]" if style else row.state
-                took = now - row.since if row.state == "running" else row.took
-                elapsed = _seconds(took) if took is not None else ""
-                table.add_row(f"[bold]{escape(task)}[/]", state, elapsed, escape(row.detail))
-                if row.state == "running":
-                    for line in row.logs:
-                        table.add_row("", "", "", f"[dim]{escape(line)}[/]")
+            for group, members in by_group(list(self._rows.items())).items():
+                if [task for task, _ in members] != [group]:
+                    states = [row.state for _, row in members]
+                    table.add_row(f"[bold]{escape(group)}[/]", summary(states), "", "")
+                for task, row in members:
+                    style = _STYLES.get(row.state, "")
+                    state = f"[{style}]{row.state}[/]" if style else row.state
+                    took = now - row.since if row.state == "running" else row.took
+                    elapsed = _seconds(took) if took is not None else ""
+                    # An expansion shows under its task by its values: `  [lr=0.1]`.
+                    label = (
+                        f"[bold]{escape(task)}[/]"
+                        if task == group
+                        else f"  {escape(task[len(group) :])}"
+                    )
+                    table.add_row(label, state, elapsed, escape(row.detail))
+                    if row.state == "running":
+                        for line in row.logs:
+                            table.add_row("", "", "", f"[dim]{escape(line)}[/]")
             status = Text(self._status, style="dim")
         return Group(Text.from_markup(head), table, status)
 
