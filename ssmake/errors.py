@@ -50,6 +50,10 @@ class TaskFailed(SsmakeError):
     exit_code = EXIT_FAILED
 
 
+class TaskCancelled(TaskFailed):
+    """The task's job was stopped by `ssmake cancel` (or by hand): no marker."""
+
+
 class ImageError(SsmakeError):
     """Resolving, building, pulling or pushing a task's image failed."""
 

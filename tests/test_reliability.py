@@ -444,7 +444,7 @@ def test_an_unreadable_inflight_record_is_replaced(
     client = Client(project, client_env, "after-garbage")
 
     assert client.wait() == 0, client.err
-    assert "taking over from an unreadable in-flight record" in client.err
+    assert "taking over from a damaged in-flight record" in client.err
     assert len(entries(journal, "done")) == 2
     assert not inflight.exists()
 

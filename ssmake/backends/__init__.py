@@ -39,6 +39,8 @@ class Backend(Protocol):
     name: str
     #: Whether a job keeps running when ssmake is interrupted (it can be reattached).
     detaches: bool
+    #: Between SIGTERM and SIGKILL when a job is stopped.
+    grace_seconds: float
 
     def role_arn(self) -> str: ...
 
@@ -54,6 +56,11 @@ class Backend(Protocol):
         ...
 
     def stop(self, job: str) -> None: ...
+
+    def kill(self) -> None:
+        """End every job this process follows at once, without the grace period (a
+        second Ctrl-C); a backend whose jobs detach has none to end."""
+        ...
 
     def find(self, project: str, task: str, fingerprint: str) -> str | None:
         """The name of a job of this fingerprint that is still running, if any."""

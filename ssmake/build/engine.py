@@ -12,7 +12,7 @@ from ssmake.backends import Backend
 from ssmake.build.budget import Budget
 from ssmake.build.inflight import Retry
 from ssmake.build.runner import TaskRunner
-from ssmake.errors import SsmakeError
+from ssmake.errors import SsmakeError, TaskCancelled
 from ssmake.events import (
     Notice,
     Reporter,
@@ -35,7 +35,8 @@ class Outcome:
     """How one task ended in a build."""
 
     task: str
-    status: str  # up-to-date | restored | done | failed | blocked | skipped | interrupted
+    # up-to-date | restored | done | failed | cancelled | blocked | skipped | interrupted
+    status: str
     fingerprint: str | None = None
     job: str | None = None
     duration: float = 0.0
@@ -50,7 +51,7 @@ class BuildResult:
 
     @property
     def failed(self) -> bool:
-        return any(o.status in ("failed", "blocked") for o in self.outcomes)
+        return any(o.status in ("failed", "cancelled", "blocked") for o in self.outcomes)
 
 
 class Engine:
@@ -77,6 +78,7 @@ class Engine:
         self.keep_going = keep_going
         self.budget = budget
         self.interrupt = threading.Event()
+        planner.on_damaged = lambda message: reporter(Notice(message))
 
     def build(self, targets: Collection[str], force: Collection[str] = ()) -> BuildResult:
         names = select(self.project, list(targets))
@@ -145,14 +147,40 @@ class Engine:
             except KeyboardInterrupt:
                 interrupted = True
                 self.interrupt.set()
-                for future, name in running.items():
+                self._drain(running, outcomes)
+        for name in names:
+            outcomes.setdefault(name, Outcome(name, "skipped", message="not started"))
+        return BuildResult([outcomes[n] for n in names], interrupted or self.interrupt.is_set())
+
+    def _drain(self, running: dict[Future[Outcome], str], outcomes: dict[str, Outcome]) -> None:
+        """Wait for the running tasks to stop after an interrupt, saying what is done
+        meanwhile; another interrupt, wherever it strikes, kills their jobs at once."""
+        names = ", ".join(sorted(running.values()))
+        announce = bool(running) and not self.backend.detaches
+        kill = False
+        while running:
+            try:
+                if announce:
+                    announce = False
+                    grace = f"{self.backend.grace_seconds:g}"
+                    again = "Ctrl-C again to kill now"
+                    self.report(
+                        Notice(f"stopping {names}: SIGTERM sent, SIGKILL in {grace} s; {again}")
+                    )
+                if kill:
+                    kill = False
+                    self.backend.kill()
+                    self.report(Notice(f"killing {names}: SIGKILL sent"))
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running[future]
                     try:
                         outcomes[name] = future.result()
                     except BaseException:
                         outcomes[name] = Outcome(name, "interrupted")
-        for name in names:
-            outcomes.setdefault(name, Outcome(name, "skipped", message="not started"))
-        return BuildResult([outcomes[n] for n in names], interrupted or self.interrupt.is_set())
+                    del running[future]
+            except KeyboardInterrupt:
+                kill = True
 
     def _run_task(self, name: str, upstream: dict[str, Marker | None], forced: bool) -> Outcome:
         task = self.project.tasks[name]
@@ -196,6 +224,9 @@ class Engine:
                 continue
             except KeyboardInterrupt:
                 return Outcome(name, "interrupted", message="interrupted")
+            except TaskCancelled as e:
+                self.report(Notice(e.message, name))
+                return Outcome(name, "cancelled", message=e.message)
             except SsmakeError as e:
                 self.report(TaskFailedEvent(name, None, e.message))
                 return Outcome(name, "failed", message=e.message)
@@ -203,4 +234,4 @@ class Engine:
 
 # How many times a task is planned again when its files change while it is staged.
 _REPLANS = 2
-_UNUSABLE = ("failed", "blocked", "skipped", "interrupted")
+_UNUSABLE = ("failed", "cancelled", "blocked", "skipped", "interrupted")

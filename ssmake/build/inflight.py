@@ -38,6 +38,7 @@ from ssmake.backends import Backend
 from ssmake.errors import KeyNotFound, StoreError, TaskFailed
 from ssmake.events import Notice, Reporter
 from ssmake.plan import layout
+from ssmake.plan.records import inflight_problem
 from ssmake.stores import Store
 
 POLL_SECONDS = 0.5
@@ -216,7 +217,7 @@ class InflightRecords:
                 if self._read(key) != raw:
                     return
                 job = str((dead or {}).get("job") or "")
-                what = "an unreadable in-flight record"
+                what = "a damaged in-flight record (not JSON, or not of a record's shape)"
                 if dead is not None:
                     what = (
                         f"job {job} of ssmake pid {dead.get('pid')} on {dead.get('host')}, "
@@ -279,11 +280,13 @@ def _owner_record(job: str, fingerprint: str, backend: str) -> bytes:
 
 
 def _parse_record(raw: bytes) -> dict[str, Any] | None:
+    """The record, or None when it is not JSON or not of a record's shape (`{}`, no
+    `host`): taken over like a dead one, never waited for."""
     try:
         record = json.loads(raw)
     except ValueError:
         return None
-    return record if isinstance(record, dict) else None
+    return record if inflight_problem(record) is None else None
 
 
 def _attempt_of(record: Mapping[str, Any] | None) -> int:

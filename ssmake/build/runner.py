@@ -17,7 +17,7 @@ from ssmake.build.downloads import download_results, downloaded_job
 from ssmake.build.inflight import Claim, InflightRecords, Retry
 from ssmake.build.spot_check import SPOT_WITHOUT_STATE, mentions_state
 from ssmake.build.staging import Stager
-from ssmake.errors import TaskFailed
+from ssmake.errors import TaskCancelled, TaskFailed
 from ssmake.events import (
     JobLaunched,
     JobStatus,
@@ -220,6 +220,8 @@ class TaskRunner:
             if result.status != "Completed":
                 if interrupt.is_set():
                     raise KeyboardInterrupt
+                if result.status == "Stopped" and result.failure_reason.startswith("cancelled"):
+                    raise TaskCancelled(f"job {job} {result.failure_reason}; no marker written")
                 raise TaskFailed(
                     f"task {task.name}: job {job} {result.status.lower()}: "
                     + describe_local_failure(result)

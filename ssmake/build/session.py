@@ -6,9 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ssmake.backends import BACKENDS, Backend
+from ssmake.build.inflight import holder_alive
 from ssmake.errors import ConfigError
 from ssmake.events import Reporter
 from ssmake.plan import layout
@@ -141,5 +142,11 @@ def open_session(project: Project, *, backend: str | None = None) -> Session:
         project, hashes, s3_lister=lister, state_lister=_state_lister(store, project.name)
     )
     digests = StatDigests(work_dir / "stat-digests.json")
-    planner = Planner(project, store, fingerprinter, digests)
+    planner = Planner(project, store, fingerprinter, digests, holder_alive=_holder_alive)
     return Session(project, store, hashes, fingerprinter, planner, work_dir, digests)
+
+
+def _holder_alive(record: Mapping[str, Any]) -> bool:
+    """A task is running while the ssmake that claimed it lives, or its job was
+    launched on a backend where jobs outlive ssmake."""
+    return record.get("launched") is True or holder_alive(record)

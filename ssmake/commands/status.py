@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 def run(args: argparse.Namespace) -> int:
     session = common.session(args)
+    session.planner.on_damaged = lambda message: print(f"ssmake: {message}", file=sys.stderr)
     try:
         plans = session.planner.plan(args.targets)
         costs = _costs(session, plans) if getattr(args, "cost", False) else None

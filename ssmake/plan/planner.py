@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ from ssmake.errors import KeyNotFound
 from ssmake.plan import layout, quick
 from ssmake.plan.explain import explain_changes
 from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter
+from ssmake.plan.records import inflight_problem, marker_problem
 from ssmake.plan.statdigest import StatDigest, StatDigests, marker_hash
 from ssmake.project.graph import select
 from ssmake.project.model import Project, Task
@@ -57,8 +58,16 @@ class Planner:
         store: Store,
         fingerprinter: Fingerprinter,
         digests: StatDigests | None = None,
+        *,
+        holder_alive: Callable[[Marker], bool] = lambda record: True,
     ) -> None:
         self.project = project
+        #: Whether the ssmake process (or the detached job) an in-flight record names
+        #: may still run: only then is its task shown running.
+        self.holder_alive = holder_alive
+        #: Told of each damaged record met (once per key); the engine reports it.
+        self.on_damaged: Callable[[str], None] = lambda message: None
+        self.damaged: dict[str, str] = {}
         self.store = store
         self.fingerprinter = fingerprinter
         self.digests = digests
@@ -72,9 +81,33 @@ class Planner:
         except KeyNotFound:
             return None
 
-    def _read_json(self, key: str) -> Marker | None:
+    def _read_json(
+        self, key: str, problem: Callable[[Any], str | None] = marker_problem
+    ) -> Marker | None:
         raw = self._read_raw(key)
-        return None if raw is None else _parse(raw)
+        return None if raw is None else self._parse(key, raw, problem)
+
+    def _parse(
+        self, key: str, raw: bytes, problem: Callable[[Any], str | None] = marker_problem
+    ) -> Marker | None:
+        """The record in `raw`, or None when it is damaged: then it is as if absent (the
+        task runs again and rewrites it), and `on_damaged` hears of it once."""
+        wrong: str | None = "not JSON"
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            doc = None
+        else:
+            wrong = problem(doc)
+        if wrong is None:
+            record: Marker = doc
+            return record
+        with self._lock:
+            first = key not in self.damaged
+            self.damaged[key] = wrong
+        if first:
+            self.on_damaged(f"ignoring the damaged record {key} ({wrong}); it will be replaced")
+        return None
 
     def read_marker(self, task: str) -> Marker | None:
         return self._read_json(layout.marker_key(self.project.name, task))
@@ -86,7 +119,7 @@ class Planner:
         return record
 
     def read_inflight(self, task: str) -> Marker | None:
-        return self._read_json(layout.inflight_key(self.project.name, task))
+        return self._read_json(layout.inflight_key(self.project.name, task), inflight_problem)
 
     def fingerprint(self, task: Task, upstream: Mapping[str, Marker | None]) -> Fingerprint:
         known = {name: m for name, m in upstream.items() if m is not None}
@@ -150,7 +183,8 @@ class Planner:
                     self._settled[task.name] = (stat, record)
                 return verdict
         fp = self.fingerprint(task, upstream)
-        marker = None if raw is None else _parse(raw)
+        key = layout.marker_key(self.project.name, task.name)
+        marker = None if raw is None else self._parse(key, raw)
         plan = TaskPlan(task.name, "stale", fingerprint=fp.value)
         if marker is not None:
             plan.job = marker.get("job")
@@ -278,9 +312,16 @@ class Planner:
                 and inflight is not None
                 and inflight.get("fingerprint") == fp.value
             ):
-                plan.state = "running"
-                plan.job = inflight.get("job")
-                plan.reasons = [f"job {plan.job} is running"]
+                if self.holder_alive(inflight):
+                    plan.state = "running"
+                    plan.job = inflight.get("job")
+                    plan.reasons = [f"job {plan.job} is running"]
+                else:
+                    plan.reasons.insert(
+                        0,
+                        f"job {inflight.get('job')} was abandoned (its ssmake process died); "
+                        "the next run takes it over",
+                    )
             plans[name] = plan
             if plan.state == "up-to-date":
                 future_markers[name] = marker
@@ -336,11 +377,3 @@ class Planner:
             },
             quick.snapshot_path(root),
         )
-
-
-def _parse(raw: bytes) -> Marker | None:
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return None  # unreadable: as if absent, so the task reruns and rewrites it
-    return doc if isinstance(doc, dict) and isinstance(doc.get("fingerprint"), str) else None

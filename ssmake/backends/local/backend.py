@@ -10,7 +10,12 @@ from pathlib import Path
 from ssmake import aws
 from ssmake.backends import JobResult, LogFn, StatusFn
 from ssmake.backends.local.executor import LocalExecutor
-from ssmake.backends.local.supervise import job_process_groups, recover_abandoned
+from ssmake.backends.local.supervise import (
+    CANCELLED_FILE,
+    job_process_groups,
+    recover_abandoned,
+    stop_grace_seconds,
+)
 from ssmake.errors import BackendError
 from ssmake.images.resolve import is_local_label
 from ssmake.plan.jobspec import JobSpec, with_region
@@ -24,7 +29,7 @@ class LocalBackend:
 
     def __init__(self, *, work_dir: Path, grace_seconds: float | None = None) -> None:
         self.work_dir = work_dir
-        self.grace_seconds = grace_seconds
+        self.grace_seconds = stop_grace_seconds(grace_seconds)
         self._jobs: dict[str, LocalExecutor] = {}
         self._logs: dict[str, LogFn] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -90,12 +95,21 @@ class LocalBackend:
             executor.stop()
             return
         # Launched by another ssmake process (`ssmake cancel`): SIGTERM its instances;
-        # their ssmake sees them end, stops the rest and writes no marker.
-        for pgid in job_process_groups(self.work_dir / "runs" / job, job):
+        # their ssmake sees them end, stops the rest, writes no marker and, finding
+        # the note left here, reports the job cancelled.
+        run_dir = self.work_dir / "runs" / job
+        groups = job_process_groups(run_dir, job)
+        if groups:
+            (run_dir / CANCELLED_FILE).touch()
+        for pgid in groups:
             try:
                 os.killpg(pgid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+    def kill(self) -> None:
+        for executor in list(self._jobs.values()):
+            executor.kill()
 
     def find(self, project: str, task: str, fingerprint: str) -> str | None:
         return None

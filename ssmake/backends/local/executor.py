@@ -74,6 +74,10 @@ class LocalExecutor:
         """Ask the job to stop: SIGTERM to every instance, SIGKILL after the grace period."""
         self._supervisor.stop(reason)
 
+    def kill(self) -> None:
+        """Stop the job at once: SIGKILL to every instance."""
+        self._supervisor.kill()
+
     def run(self) -> JobResult:
         """Run the job to its end and upload its outputs and state; never raises for a
         failure of the user's code (that is a Failed result)."""

@@ -24,6 +24,9 @@ from ssmake.errors import BackendError
 from ssmake.plan.jobspec import JobSpec
 
 DEFAULT_GRACE_SECONDS = 120.0
+#: Written into a job's run directory by `ssmake cancel` before it signals the job's
+#: instances, so that the ssmake following the job reports it cancelled, not failed.
+CANCELLED_FILE = "cancelled"
 
 
 def stop_grace_seconds(grace_seconds: float | None = None) -> float:
@@ -46,6 +49,7 @@ class Supervisor:
         #: The instances to signal when stopping, once they are set up.
         self.instances: list[Instance] = []
         self.stopping = threading.Event()
+        self.killing = threading.Event()
         self.reason = ""
         self._lock = threading.Lock()
 
@@ -55,6 +59,11 @@ class Supervisor:
             if not self.reason:
                 self.reason = reason
             self.stopping.set()
+
+    def kill(self) -> None:
+        """Stop the job at once: SIGKILL to every instance (a second Ctrl-C)."""
+        self.stop("killed")
+        self.killing.set()
 
     def log(self, inst: Instance, log_file: Path, line: str) -> None:
         """A line of ssmake's own in the instance's log, as if the instance wrote it."""
@@ -140,13 +149,21 @@ class Supervisor:
             if self.stopping.is_set() and term_sent_at is None:
                 self._signal_all(signal.SIGTERM)
                 term_sent_at = time.monotonic()
-            if term_sent_at is not None and time.monotonic() - term_sent_at > self.grace_seconds:
+            if self.killing.is_set() or (
+                term_sent_at is not None and time.monotonic() - term_sent_at > self.grace_seconds
+            ):
                 self._signal_all(signal.SIGKILL)
             time.sleep(0.05)
+        # The job ended: as when SageMaker tears its containers down, nothing it started
+        # lives on (and holds its output pipe open, which would keep us reading).
+        kill_leftovers(instances)
         for inst in instances:
             if inst.reader is not None:
                 inst.reader.join(timeout=5)
         hosts = [i.host for i in instances]
+        cancelled = bool(instances) and (instances[0].base.parent / CANCELLED_FILE).exists()
+        if cancelled and not self.stopping.is_set():
+            return JobResult("Stopped", "cancelled (ssmake cancel)", hosts=hosts)
         if self.stopping.is_set() or any(i.process is None for i in instances):
             return JobResult("Stopped", self.reason or "stopped", hosts=hosts)
         for inst in instances:
@@ -206,21 +223,49 @@ def recover_abandoned(run_dir: Path, *, grace_seconds: float | None = None) -> s
     return f"{orphans}; kept the state it wrote"
 
 
-def job_process_groups(run_dir: Path, job: str) -> set[int]:
-    """The process groups of the live processes that are instances of `job` run from
-    `run_dir`, as their environment says: only those are ours to signal. Each
-    instance leads its own group, which also holds what it started.
+def kill_leftovers(instances: list[Instance]) -> None:
+    """SIGKILL what the ended instances started and left running: the members of
+    each instance's process group and session (it leads both), and whatever else
+    carries the job's environment (a grandchild that started a session of its own)."""
+    leaders = {
+        i.process.pid
+        for i in instances
+        if isinstance(i.process, subprocess.Popen) and i.process.returncode is not None
+    }
+    if not leaders:
+        return
+    run_dir = instances[0].base.parent
+    job = ""
+    try:
+        job = str(json.loads((run_dir / JOB_FILE).read_text()).get("TrainingJobName", ""))
+    except (OSError, ValueError):
+        pass
+    killed = set()
+    for pid, group, session, env in _processes():
+        ours = group in leaders or session in leaders
+        if not ours and job:
+            ours = _names_job(env, run_dir, job)
+        if ours and group != os.getpgrp():
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+    # SIGKILL takes effect soon, not at once: the job has ended when they are gone.
+    deadline = time.monotonic() + 5
+    while killed and time.monotonic() < deadline:
+        killed &= {pid for pid, *_ in _processes()}
+        time.sleep(0.01)
 
-    The environment identifies them rather than a recorded pid: a pid may be reused,
-    and a worker started just before its ssmake died may not be recorded yet.
-    Empty where /proc is not there to tell (then nothing is signalled).
-    """
-    marks = (f"TRAINING_JOB_NAME={job}".encode(), f"SSM_STATE_DIR={run_dir}/".encode())
-    found: set[int] = set()
+
+def _processes() -> list[tuple[int, int, int, list[bytes]]]:
+    """(pid, process group, session, environment) of each live process we can see;
+    empty where there is no /proc."""
+    found = []
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
-        return found
+        return []
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
@@ -231,7 +276,24 @@ def job_process_groups(run_dir: Path, job: str) -> set[int]:
                 env = f.read().split(b"\0")
         except (OSError, IndexError):
             continue  # gone, or another user's: not ours
-        if marks[0] in env and any(v.startswith(marks[1]) for v in env):
-            found.add(int(fields[2]))
+        found.append((pid, int(fields[2]), int(fields[3]), env))
+    return found
+
+
+def _names_job(env: list[bytes], run_dir: Path, job: str) -> bool:
+    marks = (f"TRAINING_JOB_NAME={job}".encode(), f"SSM_STATE_DIR={run_dir}/".encode())
+    return marks[0] in env and any(v.startswith(marks[1]) for v in env)
+
+
+def job_process_groups(run_dir: Path, job: str) -> set[int]:
+    """The process groups of the live processes that are instances of `job` run from
+    `run_dir`, as their environment says: only those are ours to signal. Each
+    instance leads its own group, which also holds what it started.
+
+    The environment identifies them rather than a recorded pid: a pid may be reused,
+    and a worker started just before its ssmake died may not be recorded yet.
+    Empty where /proc is not there to tell (then nothing is signalled).
+    """
+    found = {group for _pid, group, _session, env in _processes() if _names_job(env, run_dir, job)}
     found.discard(os.getpgrp())  # never our own group, whatever its environment says
     return found

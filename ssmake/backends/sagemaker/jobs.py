@@ -30,6 +30,8 @@ class SageMakerBackend:
 
     name = "sagemaker"
     detaches = True
+    #: SageMaker's own, between SIGTERM and SIGKILL in a stopped job's containers.
+    grace_seconds = 120.0
 
     def __init__(
         self,
@@ -171,6 +173,9 @@ class SageMakerBackend:
             return
         with aws.translated(f"cannot stop training job {job}"):
             self._client("sagemaker").stop_training_job(TrainingJobName=job)
+
+    def kill(self) -> None:
+        """Nothing to end: an interrupted build detaches from its jobs."""
 
     def find(self, project: str, task: str, fingerprint: str) -> str | None:
         """A job still running for this fingerprint: its name says task and fingerprint,
