@@ -299,7 +299,9 @@ class Project:
                     f"task {task} of project {self.name} has no result in {session.store.url} yet: "
                     "build it first"
                 )
-            return download_results(session.store, self.name, task, marker, target, kinds)
+            return download_results(
+                session.store, self.name, task, marker, target, kinds, session.work_dir
+            )
 
     def clean_state(self, task: str) -> int:
         """Delete `task`'s state (kept between its jobs); returns how many files went.

@@ -126,8 +126,8 @@ def test_state_and_output(example: Example) -> None:
     assert example.text("output/example3/state/state_dir") == "state_dir file"
     assert example.text("output/example3/state/algo-1/__COMPLETED__").startswith("task3-")
     example.run_sh()
+    # What simple-sagemaker leaves there, and nothing of ssmake's own.
     assert example.names("output/example3_2") == [
-        ".ssmake-job",
         "logs/logs0",
         "model/model_dir",
         "output/output_data_dir",

@@ -23,6 +23,7 @@ from botocore.exceptions import ReadTimeoutError
 from faultproxy import Fault, FaultProxy
 
 from ssmake import aws as ssmake_aws
+from ssmake.build.downloads import downloaded_job
 
 if TYPE_CHECKING:
     from aws_fixtures import AwsEnv, SageMakerEmulator
@@ -90,6 +91,11 @@ def s3_keys(aws: AwsEnv) -> list[str]:
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
+def downloaded(demo: ProjectDir) -> str | None:
+    """The job whose results out/ holds, as ssmake's bookkeeping (under .ssmake/) says."""
+    return downloaded_job(demo.store("cache"), demo.root / "out")
+
+
 def s3_marker(aws: AwsEnv) -> dict[str, Any] | None:
     try:
         body = aws.client("s3").get_object(Bucket=BUCKET, Key=f"{PROJECT}/train/ssmake.json")
@@ -109,7 +115,7 @@ def assert_built(demo: ProjectDir, aws: AwsEnv, seen: str = "a.txt,b.txt") -> No
         member = tar.extractfile("model.txt")
         assert member is not None and member.read().decode() == seen
     assert (demo.root / "out" / "model" / "model.txt").read_text() == seen
-    assert (demo.root / "out" / ".ssmake-job").read_text() == marker["job"]
+    assert downloaded(demo) == marker["job"]
     assert not any(k.endswith("inflight.json") for k in s3_keys(aws))
 
 
@@ -186,7 +192,7 @@ def test_a_download_that_keeps_failing_never_looks_complete(
     demo: ProjectDir, aws: AwsEnv, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert demo.run().code == 0
-    first = (demo.root / "out" / ".ssmake-job").read_text()
+    first = downloaded(demo)
     demo.write("data/c.txt", "c")  # a new job, whose download will fail
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     method, path = STEPS["download"]
@@ -197,7 +203,7 @@ def test_a_download_that_keeps_failing_never_looks_complete(
     assert result.code in (1, 2), result.err
     assert "cannot download" in result.err
     out = demo.root / "out"
-    assert (out / ".ssmake-job").read_text() == first  # still the last complete download
+    assert downloaded(demo) == first  # still the last complete download
     assert (out / "model" / "model.txt").read_text() == "a.txt,b.txt"
     assert not [p for p in out.rglob("*") if p.name.startswith(".download")]
     marker = s3_marker(aws)
@@ -205,7 +211,7 @@ def test_a_download_that_keeps_failing_never_looks_complete(
 
     proxy.clear()
     assert demo.run().code == 0
-    assert (out / ".ssmake-job").read_text() == marker["job"]
+    assert downloaded(demo) == marker["job"]
     assert (out / "model" / "model.txt").read_text() == "a.txt,b.txt,c.txt"
 
 
@@ -329,7 +335,7 @@ def test_a_download_cut_short_between_parts_says_so(
 
     assert result.code in (1, 2), result.err
     assert (demo.root / "out" / "model" / "model.txt").read_text() == "a.txt,b.txt,c.txt"
-    assert not (demo.root / "out" / ".ssmake-job").exists()  # no job's download is complete
+    assert downloaded(demo) is None  # no job's download is complete
     proxy.clear()
     assert demo.run().code == 0
     assert_built(demo, aws, seen="a.txt,b.txt,c.txt")

@@ -1,7 +1,15 @@
-"""Bringing a task's results back next to the project: model, output, state, logs."""
+"""Bringing a task's results back next to the project: model, output, state, logs.
+
+The destination holds only what simple-sagemaker leaves there (`logs/`,
+`model/`, `output/`, `state/`). Which job's results it holds is ssmake's own
+bookkeeping, kept under `.ssmake/` (`<work dir>/downloads/`), keyed by the
+destination's path.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import tempfile
@@ -14,7 +22,7 @@ from ssmake.plan import layout
 from ssmake.stores import Store, local_path
 from ssmake.stores.extract import extract
 
-STAMP = ".ssmake-job"
+STAMPS = "downloads"
 _LOG_NAME = re.compile(r"algo-([1-9][0-9]*)\.log")
 
 
@@ -25,12 +33,15 @@ def download_results(
     marker: dict[str, Any],
     dest: Path,
     kinds: Collection[str],
+    work_dir: Path,
 ) -> list[Path]:
     """Extract the marker's outputs into `dest/<kind>/` (logs into `dest/logs/logs<i>`).
 
     Each part is fetched into a temporary directory and moved into place only when
-    complete, so an interrupted download never looks like a finished one.
+    complete, so an interrupted download never looks like a finished one; then
+    `work_dir` records which job `dest` holds (`downloaded_job`).
     """
+    stamp = _stamp(work_dir, dest)
     written: list[Path] = []
     dest.mkdir(parents=True, exist_ok=True)
     job = str(marker.get("job", ""))
@@ -45,7 +56,7 @@ def download_results(
                     raise StoreError(f"task {task} has no {kind} output in its marker")
                 tarball = tmp / f"{kind}.tar.gz"
                 store.get_file(str(info["key"]), tarball)
-                _unstamp(dest)
+                stamp.unlink(missing_ok=True)
                 extract(tarball, target)
             elif kind == "state":
                 staged = tmp / "state"
@@ -54,7 +65,7 @@ def download_results(
                     rel = obj.key[len(prefix) :]
                     store.get_file(obj.key, local_path(staged, rel, store.uri(obj.key)))
                 staged.mkdir(exist_ok=True)
-                _replace(staged, target)
+                _replace(staged, target, stamp)
             elif kind == "logs":
                 staged = tmp / "logs"
                 staged.mkdir()
@@ -63,19 +74,21 @@ def download_results(
                     host = _LOG_NAME.fullmatch(obj.key[len(prefix) :])
                     if host is not None:  # the log of no instance is not ours to fetch
                         store.get_file(obj.key, staged / f"logs{int(host[1]) - 1}")
-                _replace(staged, target)
+                _replace(staged, target, stamp)
             written.append(target)
-    (dest / STAMP).write_text(job)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"dest": str(dest.resolve()), "job": job}))
     return written
 
 
-def _unstamp(dest: Path) -> None:
+def _stamp(work_dir: Path, dest: Path) -> Path:
+    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:32]
+    return work_dir / STAMPS / f"{key}.json"
+
+
+def _replace(staged: Path, target: Path, stamp: Path) -> None:
     # Parts are replaced one by one: from the first, no job's download is complete.
-    (dest / STAMP).unlink(missing_ok=True)
-
-
-def _replace(staged: Path, target: Path) -> None:
-    _unstamp(target.parent)
+    stamp.unlink(missing_ok=True)
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old")
@@ -86,9 +99,10 @@ def _replace(staged: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def downloaded_job(dest: Path) -> str | None:
+def downloaded_job(work_dir: Path, dest: Path) -> str | None:
     """The job whose results `dest` holds, if a download finished there."""
     try:
-        return (dest / STAMP).read_text().strip() or None
-    except OSError:
+        job = json.loads(_stamp(work_dir, dest).read_text()).get("job")
+    except (OSError, ValueError, AttributeError):
         return None
+    return str(job) if job else None

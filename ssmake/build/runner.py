@@ -171,11 +171,13 @@ class TaskRunner:
         if not task.download or not task.output_path:
             return
         dest = self.planner.fingerprinter.resolve(task.output_path)
-        if downloaded_job(dest) == marker.get("job") and all(
+        if downloaded_job(self.work_dir, dest) == marker.get("job") and all(
             (dest / kind).exists() for kind in task.download
         ):
             return
-        download_results(self.store, self.project.name, task.name, marker, dest, task.download)
+        download_results(
+            self.store, self.project.name, task.name, marker, dest, task.download, self.work_dir
+        )
         self.report(Notice(f"downloaded {', '.join(task.download)} to {dest}", task.name))
 
     # -- running -------------------------------------------------------------

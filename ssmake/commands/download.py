@@ -22,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     kinds = kinds or list(task.download) or ["model", "output"]
     out = args.out or task.output_path or f"output/{name}"
     dest = Path(out) if Path(out).is_absolute() else session.project.root / out
-    for path in download_results(session.store, session.project.name, name, marker, dest, kinds):
+    for path in download_results(
+        session.store, session.project.name, name, marker, dest, kinds, session.work_dir
+    ):
         print(path)
     return EXIT_OK
