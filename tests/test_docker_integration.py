@@ -262,3 +262,119 @@ def test_build_push_and_run_inside_the_image(
     assert "returned a non-zero code: 3" in failed.err and "  | about to fail" in failed.err
     assert project.store("dockertest", "train", "ssmake.json").read_text() == marker
     shutil.rmtree(project.root / "out")
+
+
+# The toolkit's `train` and the modules it imports, found by importing them here.
+_TOOLKIT_MODULES = """
+import json, os, sys
+os.environ.setdefault("SAGEMAKER_BASE_DIR", sys.argv[1])
+import sagemaker_training.cli.train, sagemaker_training.entry_point, sagemaker_training.runner
+site = next(p for p in sys.path if p.endswith("site-packages"))
+tops = {os.path.relpath(m.__file__, site).split(os.sep)[0]
+        for m in list(sys.modules.values())
+        if (getattr(m, "__file__", None) or "").startswith(site)}
+print(json.dumps([site, sorted(t for t in tops if not t.startswith("__editable__"))]))
+"""
+
+TOOLKIT_DOCKERFILE = """FROM {base}
+COPY libs /
+COPY site /opt/site
+COPY train which /usr/local/bin/
+ENV PYTHONPATH=/opt/site
+"""
+
+TOOLKIT_WORKER = """
+import json, os, sys
+from pathlib import Path
+seen = {"env": {k: v for k, v in os.environ.items() if k.startswith("SM_")}, "argv": sys.argv}
+out = Path(os.environ["SM_MODEL_DIR"], os.environ["SM_CURRENT_HOST"] + ".json")
+out.write_text(json.dumps(seen))
+"""
+
+
+@pytest.fixture(scope="module")
+def toolkit_image(docker_client: Any, base_image: str, tmp_path_factory: Any) -> str:
+    """The base image with AWS's sagemaker-training toolkit and its `train`, as in every
+    SageMaker framework image; built once per daemon."""
+    tag = f"ssmake-test/toolkit:{BASE.split(':')[1]}"
+    try:
+        docker_client.images.get(tag)
+        return tag
+    except Exception:
+        pass
+    context = tmp_path_factory.mktemp("toolkit-image")
+    out = subprocess.run(
+        [sys.executable, "-c", _TOOLKIT_MODULES, str(context / "ml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    site, tops = json.loads(out)
+    for top in tops:
+        source = Path(site, top)
+        libs = Path(site, f"{top}.libs")  # the shared libraries a wheel bundles
+        for path in (source, libs):
+            if path.is_dir():
+                shutil.copytree(path, context / "site" / path.name)
+            elif path.exists():
+                (context / "site").mkdir(exist_ok=True)
+                shutil.copy2(path, context / "site" / path.name)
+    for metadata in Path(site).glob("*.dist-info"):  # read by some at import time
+        shutil.copytree(metadata, context / "site" / metadata.name)
+    # The system libraries its compiled modules load, where they are here.
+    (context / "libs").mkdir()
+    for library in sorted(
+        {lib for so in (context / "site").rglob("*.so*") for lib in _libraries(so)}
+    ):
+        target = context / "libs" / str(library).lstrip("/")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.realpath(library), target)
+    (context / "train").write_text(
+        "#!/usr/local/bin/python\nfrom sagemaker_training.cli.train import main\nmain()\n"
+    )
+    (context / "which").write_text('#!/bin/sh\ncommand -v "$1"\n')  # the toolkit asks it
+    for script in ("train", "which"):
+        (context / script).chmod(0o755)
+    (context / "Dockerfile").write_text(TOOLKIT_DOCKERFILE.format(base=base_image))
+    docker_client.images.build(path=str(context), tag=tag, rm=True)
+    return tag
+
+
+def test_local_docker_runs_the_images_train_as_sagemaker_does(
+    project: ProjectDir, docker_client: Any, toolkit_image: str
+) -> None:
+    project.ssmfile(
+        f"""
+        [project]
+        name = "toolkit"
+
+        [tasks.train]
+        entry_point = "train.py"
+        local_docker = true
+        instance_count = 2
+        instance_type = "ml.c5.xlarge"
+        hyperparameters = {{ k = 5, verbose = true }}
+        image = {{ uri = "{toolkit_image}" }}
+        download = ["model", "logs"]
+        output_path = "out"
+        """
+    )
+    project.write("train.py", TOOLKIT_WORKER)
+
+    result = project.run()
+
+    assert result.code == 0, result.err
+    log = (project.root / "out" / "logs" / "logs0").read_text()
+    # The toolkit ran the entry point, and reported as it does on SageMaker.
+    assert "Reporting training SUCCESS" in log
+    for host in ("algo-1", "algo-2"):
+        seen = json.loads((project.root / "out" / "model" / f"{host}.json").read_text())
+        assert seen["argv"][1:] == ["-k", "5", "--verbose", "True"]
+        env = seen["env"]
+        assert env["SM_CURRENT_HOST"] == host
+        assert env["SM_CURRENT_INSTANCE_TYPE"] == "ml.c5.xlarge"
+        assert env["SM_MODULE_DIR"] == "/opt/ml/code" and env["SM_MODEL_DIR"] == "/opt/ml/model"
+        training_env = json.loads(env["SM_TRAINING_ENV"])
+        assert training_env["master_hostname"] == "algo-1"
+        assert training_env["is_master"] is (host == "algo-1")

@@ -254,3 +254,12 @@ def test_sweep_trains_a_grid_and_evaluates_every_model(example: Example) -> None
     assert json.loads(example.text("output/train-0.1-3/model/score.json"))["depth"] == 3
     again = example.ssmake("train[lr=0.1]")
     assert "launched" not in again.err
+
+
+def test_distributed_instances_meet_without_torch(example: Example) -> None:
+    example.copy("distributed")
+    example.ssmake()
+
+    # Ranks 0 and 1 sent rank + round to the master: sums 1, 3, 5.
+    for host in ("algo-1", "algo-2"):
+        assert json.loads(example.text(f"output/rendezvous/model/{host}.json")) == [1, 3, 5]

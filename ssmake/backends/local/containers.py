@@ -1,11 +1,15 @@
 """One instance of a local job run inside its image (`local_docker = true`).
 
-The container sees the instance's directories where SageMaker puts them
-(`/opt/ml/{code,input,model,output}`, state at `/state`) and runs the entry
-point as SageMaker's framework containers do: requirements first, then
-`python ENTRY ARGS` in `/opt/ml/code`. `ContainerProcess` gives the supervisor the
-little of `subprocess.Popen` it uses (stdout, poll, returncode, a signal), so
-logs, failures, max_run and Ctrl-C work as for a process.
+The container is started as SageMaker starts it: the instance's directory
+mounted at `/opt/ml` (its config files in `input/config`), the state at
+`/state`, every host name (`algo-1` ...) resolving to this machine, and the
+image's own `train` as its command: the `sagemaker-training` toolkit of the
+framework image builds the environment and runs the entry point itself. An
+image without `train` runs the entry point as the toolkit would (requirements
+first, then `python -- ENTRY ARGS` in `/opt/ml/code`). `ContainerProcess` gives
+the supervisor the little of `subprocess.Popen` it uses (stdout, poll,
+returncode, a signal), so logs, failures, max_run and Ctrl-C work as for a
+process.
 """
 
 from __future__ import annotations
@@ -15,28 +19,33 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ssmake.backends.local.entry_command import entry_command, entry_kind
 from ssmake.errors import ImageError
 from ssmake.images.docker import daemon_unreachable
 
 CONTAINER_BASE = PurePosixPath("/opt/ml")
 CONTAINER_STATE = PurePosixPath("/state")
-_DIRS = ("code", "input", "model", "output")
 
 
 def container_command(code_dir: Path, entry: str, args: list[str]) -> list[str]:
-    """The command that runs the entry point, installing requirements.txt first."""
-    if (code_dir / "requirements.txt").is_file():
-        # "$0" and "$@" pass the entry point and its arguments through unquoted.
-        script = 'python -m pip install -q -r requirements.txt && exec python "$0" "$@"'
-        return ["sh", "-c", script, entry, *args]
-    return ["python", entry, *args]
+    """The image's `train` when it has one, else the entry point as the toolkit runs it."""
+    steps = []
+    if entry_kind(code_dir, entry) == "package":
+        steps.append("python -m pip install -q .")
+    elif (code_dir / "requirements.txt").is_file():
+        steps.append("python -m pip install -q -r requirements.txt")
+    # "$@" passes the command through unquoted.
+    steps.append('exec "$@"')
+    script = "if command -v train >/dev/null 2>&1; then exec train; fi; " + " && ".join(steps)
+    return ["sh", "-c", script, "sh", *entry_command("python", code_dir, entry, args)]
 
 
 def mounts(base: Path, state: Path) -> dict[str, dict[str, str]]:
     """Host directory -> its place in the container, in the docker SDK's form."""
-    binds = {str(base / d): {"bind": str(CONTAINER_BASE / d), "mode": "rw"} for d in _DIRS}
-    binds[str(state)] = {"bind": str(CONTAINER_STATE), "mode": "rw"}
-    return binds
+    return {
+        str(base): {"bind": str(CONTAINER_BASE), "mode": "rw"},
+        str(state): {"bind": str(CONTAINER_STATE), "mode": "rw"},
+    }
 
 
 class ContainerProcess:
@@ -50,6 +59,7 @@ class ContainerProcess:
         environment: dict[str, str],
         volumes: dict[str, dict[str, str]],
         name: str,
+        hosts: list[str],
         client: Any = None,
     ) -> None:
         import docker
@@ -67,6 +77,8 @@ class ContainerProcess:
                 working_dir=str(CONTAINER_BASE / "code"),
                 # Like the subprocess path: the job reaches what this machine reaches.
                 network_mode="host",
+                # The toolkit waits until every host name resolves, as on SageMaker.
+                extra_hosts={host: "127.0.0.1" for host in hosts},
                 # An init as PID 1 passes SIGTERM on: python as PID 1 would ignore it.
                 init=True,
                 detach=True,

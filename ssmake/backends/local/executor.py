@@ -188,7 +188,9 @@ class LocalExecutor:
             state=CONTAINER_STATE,
             inherit=False,
         )
-        self._supervisor.start_container(inst, self.docker_image, cmd, log_file, env=env)
+        self._supervisor.start_container(
+            inst, self.docker_image, cmd, log_file, env=env, hosts=hosts
+        )
 
     def _announce(self, inst: Instance, log_file: Path, heading: str, cmd: list[str]) -> None:
         for line in (heading, "", " ".join(cmd), ""):

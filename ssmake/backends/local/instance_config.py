@@ -114,8 +114,10 @@ def environment(
     toolkit_env = training_env(base, resource, data_config, hps, env, machine)
     env.update(sm_variables(toolkit_env))
     env.update(toolkit_variables(resource, hps))
-    code = str(base / "code")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH")) if p)
+    if inherit:
+        # As the toolkit's interpreter has it; an image keeps its own PYTHONPATH.
+        code = str(base / "code")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (code, env.get("PYTHONPATH")) if p)
     env.update(
         {
             # What the PyTorch container sets for every job, the master being here.

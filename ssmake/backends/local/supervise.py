@@ -88,7 +88,14 @@ class Supervisor:
         self._follow(inst, log_file)
 
     def start_container(
-        self, inst: Instance, image: str, cmd: list[str], log_file: Path, *, env: dict[str, str]
+        self,
+        inst: Instance,
+        image: str,
+        cmd: list[str],
+        log_file: Path,
+        *,
+        env: dict[str, str],
+        hosts: list[str],
     ) -> None:
         """Run `cmd` in `image`, the instance's directories mounted where SageMaker's are."""
         from ssmake.backends.local.containers import ContainerProcess, mounts
@@ -99,6 +106,7 @@ class Supervisor:
             environment=env,
             volumes=mounts(inst.base, inst.base / "state"),
             name=f"ssmake-{self.job}-{inst.host}",
+            hosts=hosts,
         )
         self._follow(inst, log_file)
 
