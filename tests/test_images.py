@@ -587,22 +587,24 @@ def test_a_framework_image_without_the_extra_says_what_to_do(
 def test_a_container_runs_the_entry_point_as_sagemaker_does(tmp_path: Path) -> None:
     code = tmp_path / "algo-1" / "code"
     code.mkdir(parents=True)
+    # The image's own train (the toolkit's) when it has one, else as the toolkit runs it.
+    train_first = "if command -v train >/dev/null 2>&1; then exec train; fi; "
 
     assert container_command(code, "train.py", ["--lr", "0.1"]) == [
+        "sh",
+        "-c",
+        train_first + 'exec "$@"',
+        "sh",
         "python",
+        "--",
         "train.py",
         "--lr",
         "0.1",
     ]
     (code / "requirements.txt").write_text("pandas\n")
     command = container_command(code, "train.py", ["--name", "a b"])
-    assert command[:2] == ["sh", "-c"] and command[3:] == ["train.py", "--name", "a b"]
-    assert command[2] == 'python -m pip install -q -r requirements.txt && exec python "$0" "$@"'
+    assert command[:2] == ["sh", "-c"]
+    assert command[3:] == ["sh", "python", "--", "train.py", "--name", "a b"]
+    assert command[2] == train_first + 'python -m pip install -q -r requirements.txt && exec "$@"'
     binds = mounts(tmp_path / "algo-1", tmp_path / "algo-1" / "state")
-    assert {v["bind"] for v in binds.values()} == {
-        "/opt/ml/code",
-        "/opt/ml/input",
-        "/opt/ml/model",
-        "/opt/ml/output",
-        "/state",
-    }
+    assert {v["bind"] for v in binds.values()} == {"/opt/ml", "/state"}
