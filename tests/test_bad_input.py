@@ -144,7 +144,7 @@ BAD_SSMFILES: list[tuple[str, str, str]] = [
     (
         "entry point with a NUL byte",
         '[tasks.t]\nentry_point = "train\\u0000.py"\n',
-        "tasks.t.entry_point: 'train\\x00.py' not found",
+        "Ssmfile.toml:2: tasks.t.entry_point: contains a NUL character (\\u0000)",
     ),
     (
         "source_dir not found",

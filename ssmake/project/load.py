@@ -12,6 +12,7 @@ the `[project]` table, and checks the references between tasks.
 
 from __future__ import annotations
 
+import errno
 import graphlib
 import hashlib
 import re
@@ -32,6 +33,8 @@ from ssmake.project.wiring import wire
 __all__ = ["SSMFILE", "Locator", "build_task", "load_project"]
 
 SSMFILE = "Ssmfile.toml"
+# How deep arrays and tables may nest in an Ssmfile (a hyperparameter's value).
+MAX_DEPTH = 32
 
 TOP_KEYS = ("project", "defaults", "tasks")
 PROJECT_KEYS = ("name", "backend", "store", "region", "default", "prices")
@@ -55,8 +58,15 @@ def load_project(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(_syntax_error(source, text, error)) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: arrays or tables nested too deeply to read; "
+            f"an Ssmfile needs at most {MAX_DEPTH} levels: flatten it"
+        ) from None
 
     issues = schema.Issues(Locator(text, source))
+    _check_strings_and_depth(issues, data)
+    issues.raise_if_any()  # the checks below walk values recursively
     issues.unknown_keys(data, TOP_KEYS, ())
     settings = _project_settings(issues, data.get("project", {}), root)
     defaults = schema.check_table(issues, data.get("defaults", {}), ("defaults",)) or {}
@@ -115,8 +125,33 @@ def build_task(
 def _display_name(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
         return str(path)
+
+
+def _check_strings_and_depth(issues: schema.Issues, data: Mapping[str, Any]) -> None:
+    """No key or string holds a NUL (no file name, argument or AWS API takes one), and
+    nothing is nested deeper than MAX_DEPTH. Iterative: the depth is unbounded."""
+    # (the key holding the value, how deep the value is, the value): an array's
+    # items are reported at the array's key.
+    stack: list[tuple[KeyPath, int, Any]] = [((), 0, data)]
+    while stack:
+        path, depth, value = stack.pop()
+        if depth > MAX_DEPTH:
+            issues.invalid(path, f"nested more than {MAX_DEPTH} levels deep; flatten it")
+        elif isinstance(value, str) and "\0" in value:
+            issues.invalid(
+                path, "contains a NUL character (\\u0000), which nothing takes; remove it"
+            )
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                if "\0" in key:
+                    where = (*path, key.replace("\0", "\\u0000"))
+                    issues.invalid(where, "the key contains a NUL character (\\u0000); remove it")
+                else:
+                    stack.append(((*path, key), depth + 1, item))
+        elif isinstance(value, list):
+            stack.extend((path, depth + 1, item) for item in value)
 
 
 def _read(path: Path, source: str) -> str:
@@ -130,8 +165,15 @@ def _read(path: Path, source: str) -> str:
         raise ConfigError(
             f"{source}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{source}: is a directory, not an Ssmfile; name the file with -f FILE"
+        ) from None
     except OSError as error:
-        raise ConfigError(f"{source}: cannot read it: {error.strerror}") from None
+        why = "a symlink loop" if error.errno == errno.ELOOP else error.strerror
+        raise ConfigError(
+            f"{source}: cannot read it ({why}); fix it or name another with -f FILE"
+        ) from None
 
 
 def _syntax_error(source: str, text: str, error: tomllib.TOMLDecodeError) -> str:

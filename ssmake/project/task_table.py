@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from ssmake.project import schema
+from ssmake.project import limits, schema
 from ssmake.project.matrix import group_of
 from ssmake.project.model import DISTRIBUTIONS, TASK_OUTPUTS, Image, Input, Task
 from ssmake.project.reserved import COMMANDS
@@ -103,6 +103,7 @@ def task_from_table(
             (*base, "entry_point"), 'missing; add entry_point = "train.py", the script the job runs'
         )
     _check_limits(issues, fields, paths)
+    limits.check_task(issues, fields, paths)
     if root is not None:
         _check_files(issues, root, fields, paths)
     if len(issues.items) > before:
@@ -117,6 +118,8 @@ def _check_task_name(issues: schema.Issues, name: str, path: KeyPath) -> None:
         issues.invalid(path, f"bad task name {name!r}; {hint}")
     elif name in SUBCOMMANDS:
         issues.invalid(path, f"task name {name!r} is an ssmake subcommand; rename the task")
+    else:
+        limits.check_task_name(issues, name, path)
 
 
 def _image(issues: schema.Issues, value: Any, path: KeyPath, building: bool) -> Image | None:
