@@ -259,3 +259,27 @@ def test_arguments_and_values_render_as_the_toolkit_renders_them(
     assert cmd_args(hyperparameters) == mapping.to_cmd_args(hyperparameters)
     ours = {f"SM_{k.upper()}": env_value(v) for k, v in hyperparameters.items()}
     assert ours == mapping.to_env_vars(hyperparameters)
+
+
+@pytest.mark.parametrize(
+    ("visible", "shares"),
+    [("5,7,9", ("5", "7")), ("3", ("3", "3")), ("-1", (None, None))],
+)
+def test_cuda_visible_devices_is_shared_between_the_instances(
+    project: ProjectDir,
+    tmp_path: Path,
+    fake_gpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    visible: str,
+    shares: tuple[str | None, str | None],
+) -> None:
+    # CUDA_VISIBLE_DEVICES, when set, names the GPUs there are (nvidia-smi lists 4).
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    _, seen_by_host = _run_probe(project, tmp_path)
+
+    for host, share in zip(("algo-1", "algo-2"), shares, strict=True):
+        env = seen_by_host[host]["env"]
+        if share is None:
+            assert env["SM_NUM_GPUS"] == "0" and env["CUDA_VISIBLE_DEVICES"] == "-1"
+        else:
+            assert env["CUDA_VISIBLE_DEVICES"] == share and env["SM_NUM_GPUS"] == "1"
