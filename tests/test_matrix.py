@@ -255,3 +255,71 @@ def test_single_task_commands_need_one_expansion(project: ProjectDir) -> None:
     assert many.code == 2
     assert "'train' names 3 expansions; name one of: train[depth=3,lr=0.1]," in many.err
     assert one.code == 0, one.err
+
+
+def test_wiring_errors_and_other_keys_gather(project: ProjectDir) -> None:
+    project.write("train.py", WORKER)
+    project.ssmfile(
+        """\
+        [tasks.train]
+        entry_point = "train.py"
+        matrix = { lr = [0.1, 0.2] }
+
+        [tasks.score]
+        entry_point = "train.py"
+        matrix = { lr = [0.1, 0.3] }
+        inputs.model = { task = "train" }
+
+        [tasks.state]
+        entry_point = "train.py"
+        inputs.model = { task = "train", output = "state" }
+        """
+    )
+
+    result = project.run("-n")
+    project.write(
+        "Other.toml", '[defaults]\nmatrix = { seed = [1] }\n[tasks.t]\nentry_point = "train.py"\n'
+    )
+    in_defaults = project.run("-n", "-f", "Other.toml")
+
+    assert in_defaults.code == 2
+    assert "defaults.matrix: matrix belongs to a task: move it to [tasks.NAME]" in in_defaults.err
+    assert result.code == 2
+    assert (
+        "tasks.score.inputs.model: score[lr=0.3] has no partner: train[lr=0.3] is not an "
+        "expansion of train"
+    ) in result.err
+    assert "gathering the state of its expansions is not supported" in result.err
+
+    project.ssmfile(
+        """\
+        [tasks.train]
+        entry_point = "train.py"
+        matrix = { lr = [0.1, 0.2] }
+
+        [tasks.seeds]
+        entry_point = "train.py"
+        matrix = { seed = [1, 2] }
+        inputs.models = { task = "train" }
+        """
+    )
+    graph = project.run("graph").out
+    assert graph.count("<- train (all 2 expansions, model)") == 2
+
+
+def test_values_that_differ_only_in_punctuation_are_refused(project: ProjectDir) -> None:
+    project.write("train.py", WORKER)
+    project.ssmfile(
+        """\
+        [tasks.train]
+        entry_point = "train.py"
+        matrix = { opt = ["a.b", "a-b"] }
+        """
+    )
+
+    result = project.run("-n")
+
+    assert result.code == 2
+    assert "train[opt=a-b] and train[opt=a.b] would share the store prefix 'train-opt-a-b'" in (
+        result.err
+    )

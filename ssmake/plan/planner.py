@@ -15,6 +15,7 @@ from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter
 from ssmake.plan.records import inflight_problem, marker_problem
 from ssmake.plan.statdigest import StatDigest, StatDigests, marker_hash
 from ssmake.project.graph import select
+from ssmake.project.matrix import group_of
 from ssmake.project.model import Project, Task
 
 if TYPE_CHECKING:  # the planner reads the store it is handed; it opens none
@@ -297,10 +298,10 @@ class Planner:
                 state = "blocked" if any(plans[u].state == "blocked" for u in waiting) else "stale"
                 reasons = [
                     f"upstream {u} {plans[u].reasons[0]}"
-                    if u in self.project.external
-                    else f"upstream {u} will run first"
                     for u in waiting
+                    if u in self.project.external
                 ]
+                reasons += _will_run_first([u for u in waiting if u not in self.project.external])
                 plans[name] = TaskPlan(name, state, reasons + self.own_changes(task))
                 future_markers[name] = None
                 continue
@@ -377,3 +378,18 @@ class Planner:
             },
             quick.snapshot_path(root),
         )
+
+
+def _will_run_first(names: list[str]) -> list[str]:
+    """`upstream prepare will run first`; several expansions of one matrix task in one
+    reason: `upstream train: 4 expansions will run first`."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(group_of(name), []).append(name)
+    reasons = []
+    for group, members in groups.items():
+        if len(members) == 1:
+            reasons.append(f"upstream {members[0]} will run first")
+        else:
+            reasons.append(f"upstream {group}: {len(members)} expansions will run first")
+    return reasons

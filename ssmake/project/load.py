@@ -70,6 +70,9 @@ def load_project(
     issues.unknown_keys(data, TOP_KEYS, ())
     settings = _project_settings(issues, data.get("project", {}), root)
     defaults = schema.check_table(issues, data.get("defaults", {}), ("defaults",)) or {}
+    for key in (k for k in matrix.MATRIX_KEYS if k in defaults):
+        issues.invalid(("defaults", key), f"{key} belongs to a task: move it to [tasks.NAME]")
+    defaults = {k: v for k, v in defaults.items() if k not in matrix.MATRIX_KEYS}
     issues.unknown_keys(defaults, TASK_KEYS, ("defaults",))
     tables = schema.check_table(issues, data.get("tasks", {}), ("tasks",))
     if tables == {}:
