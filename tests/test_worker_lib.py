@@ -356,3 +356,20 @@ def test_worker_lib_is_python_3_6_syntax() -> None:
     source = Path(worker_lib.__file__).read_text()
 
     ast.parse(source, feature_version=(3, 6))
+
+
+def test_outside_a_job_the_arguments_read_as_sagemaker_renders_them(tmp_path: Path) -> None:
+    argv = ["-k", "5", "--verbose", "True", "--layers", "[64, 32]", "--names", "['a', 'b']"]
+    argv += ["--lr", "-0.5", "--name", "resnet", "-x"]
+
+    args = parsed_args(tmp_path, {}, argv)
+
+    assert args["hps"] == {
+        "k": 5,
+        "verbose": True,
+        "layers": [64, 32],
+        "names": ["a", "b"],
+        "lr": -0.5,
+        "name": "resnet",
+        "x": True,
+    }

@@ -45,6 +45,7 @@ the container's Python (3.6 and later).
 """
 
 import argparse
+import ast
 import glob
 import json
 import logging
@@ -100,7 +101,9 @@ def parseArgs() -> argparse.Namespace:
 
     The ``--key value`` arguments the job passes on the command line are
     tolerated, never rejected. Outside any job (``python worker.py --task 1``)
-    they are the hyperparameters, each value decoded as JSON when it is JSON.
+    they are the hyperparameters, read as SageMaker renders them (``-k 5`` for a
+    one-letter name, ``True``, ``[64, 32]``), each value decoded as JSON, or as
+    a Python literal, when it is one.
     """
     model_dir = _env("SM_MODEL_DIR", _DEFAULT_MODEL_DIR)
     output_dir = _env("SM_OUTPUT_DIR", _DEFAULT_OUTPUT_DIR)
@@ -336,23 +339,43 @@ def _hyperparameters(input_config_dir: str, argv: "list[str]") -> "dict[str, Any
 
 
 def _hyperparameters_from_argv(argv: "list[str]") -> "dict[str, Any]":
-    """Read ``--key value``, ``--key=value`` and a bare ``--flag`` (True)."""
+    """Read ``--key value``, ``--key=value``, ``-k value`` and a bare ``--flag`` (True)."""
     hps: dict[str, Any] = {}
     i = 0
     while i < len(argv):
         arg = argv[i]
         i += 1
-        if not arg.startswith("--") or len(arg) == 2:
+        if arg.startswith("--") and len(arg) > 2:
+            name, equals, value = arg[2:].partition("=")
+        elif _is_short_name(arg):
+            name, equals, value = arg[1], "", ""
+        else:
             continue
-        name, equals, value = arg[2:].partition("=")
         if equals:
-            hps[name] = _decode_value(value)
-        elif i < len(argv) and not argv[i].startswith("--"):
-            hps[name] = _decode_value(argv[i])
+            hps[name] = _decode_argument(value)
+        elif i < len(argv) and not argv[i].startswith("--") and not _is_short_name(argv[i]):
+            hps[name] = _decode_argument(argv[i])
             i += 1
         else:
             hps[name] = True
     return hps
+
+
+def _is_short_name(arg: str) -> bool:
+    # SageMaker passes a one-letter hyperparameter as -k; -1 is a value.
+    return len(arg) == 2 and arg[0] == "-" and arg[1].isalpha()
+
+
+def _decode_argument(text: str) -> Any:
+    """An argument as SageMaker renders it: JSON, or a Python literal (True, ['a'])."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
 
 
 def _job_name() -> str:
