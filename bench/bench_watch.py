@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from ssmake.build.watch import Watcher  # noqa: E402
 from ssmake.events import Event, JobLaunched  # noqa: E402
-from ssmake.ui.watch_board import PlainWatchView  # noqa: E402
+from ssmake.ui.report import PlainWatchView  # noqa: E402
 
 SSMFILE = """
 [project]

@@ -148,7 +148,7 @@ class Project:
         backend = default_backend() if backend is None else backend
         if store is None:
             store = ".ssmake" if backend == "local" else ""
-        elif backend == "sagemaker" and not store.startswith("s3://"):
+        elif backend == "sagemaker" and store and not store.startswith("s3://"):
             raise ConfigError(
                 f"store {store!r}: the sagemaker backend needs an S3 store, s3://BUCKET[/PREFIX]"
             )

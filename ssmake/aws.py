@@ -32,7 +32,7 @@ _DEFAULT_RETRIES = {"mode": "adaptive", "total_max_attempts": 10}
 S3_MAX_POOL_CONNECTIONS = 64
 
 _REGION_HELP = (
-    'set region = "..." under [project] in Ssmfile.toml, export AWS_DEFAULT_REGION, '
+    'set region = "..." under [project] in Ssmfile.toml, export AWS_REGION, '
     "or run `aws configure set region REGION`"
 )
 
@@ -75,7 +75,10 @@ def _session(region: str | None, env: tuple[tuple[str, str], ...]) -> tuple[Any,
         core = botocore.session.get_session()
         for event_name, handler in _hooks:
             core.register(event_name, handler)
-        pair = (boto3.session.Session(botocore_session=core, region_name=region), core)
+        # boto3 reads AWS_DEFAULT_REGION only; AWS_REGION (the CLI's and the SDKs'
+        # newer name, which the README promises) wins over it, as in the AWS CLI.
+        name = region or os.environ.get("AWS_REGION") or None
+        pair = (boto3.session.Session(botocore_session=core, region_name=name), core)
         _sessions[key] = pair
     return pair
 

@@ -45,9 +45,21 @@ class ArchiveError(SsmakeError):
 
 
 class TaskFailed(SsmakeError):
-    """A job ran and failed; the task is left without a marker."""
+    """A job ran and failed; the task is left without a marker. `log_tail` is the
+    failing instance's last log lines, which reporters print unless they showed them."""
 
     exit_code = EXIT_FAILED
+
+    def __init__(
+        self, message: str, *, job: str | None = None, log_tail: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.job = job
+        self.log_tail = log_tail
+
+
+class RequirementsFailed(TaskFailed):
+    """pip could not install a task's requirements, before its code ran."""
 
 
 class TaskCancelled(TaskFailed):

@@ -7,6 +7,18 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class BuildStarted:
+    """The tasks one build considers, upstream first (a board's `N/M done`)."""
+
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildStopping:
+    """Ctrl-C: the build launches nothing more and waits for its jobs to stop."""
+
+
+@dataclass(frozen=True)
 class TaskQueued:
     task: str
     reasons: tuple[str, ...]
@@ -58,6 +70,17 @@ class SyncProgress:
 
 
 @dataclass(frozen=True)
+class PhaseProgress:
+    """Progress of a phase a user waits on (hashing, staging, downloading), in
+    bytes; `done == total` ends it. A reporter shows the rate and time left."""
+
+    task: str
+    phase: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class LogLine:
     task: str
     host: str
@@ -78,6 +101,7 @@ class TaskFailedEvent:
     task: str
     job: str | None
     message: str
+    log_tail: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,7 +119,9 @@ class Notice:
 
 
 Event = (
-    TaskQueued
+    BuildStarted
+    | BuildStopping
+    | TaskQueued
     | TaskUpToDate
     | TaskRestored
     | TaskStarted
@@ -103,6 +129,7 @@ Event = (
     | JobStatus
     | LogLine
     | SyncProgress
+    | PhaseProgress
     | TaskDone
     | TaskFailedEvent
     | TaskBlocked

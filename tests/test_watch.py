@@ -23,7 +23,7 @@ import pytest
 from conftest import ProjectDir
 
 from ssmake.build.watch import Watcher
-from ssmake.ui.watch_board import PlainWatchView
+from ssmake.ui.report import PlainWatchView
 
 REPO = Path(__file__).resolve().parent.parent
 BOUND = 10.0

@@ -28,11 +28,6 @@ class JobResult:
     billable_seconds: int | None = None
 
 
-def describe_local_failure(result: JobResult) -> str:
-    tail = "\n".join(f"  | {line}" for line in result.log_tail)
-    return f"{result.failure_reason}\n{tail}" if tail else result.failure_reason
-
-
 class Backend(Protocol):
     """Launches jobs from JobSpecs and follows them to their end."""
 

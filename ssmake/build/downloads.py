@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -75,10 +76,24 @@ def download_results(
                     if host is not None:  # the log of no instance is not ours to fetch
                         store.get_file(obj.key, staged / f"logs{int(host[1]) - 1}")
                 _replace(staged, target, stamp)
+            _settle(target, tmp)
             written.append(target)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"dest": str(dest.resolve()), "job": job}))
     return written
+
+
+def _settle(target: Path, tmp: Path) -> None:
+    """Downloaded files are new files here: they get the time of their extraction
+    (the store's tarballs are deterministic, stamped 1970) and, like any file the
+    user creates, the permissions their umask gives (the store writes 0600)."""
+    probe = tmp / ".mode"
+    probe.touch()
+    mode = probe.stat().st_mode & 0o777
+    paths = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
+    for path in paths:
+        os.utime(path)
+        path.chmod((path.stat().st_mode & 0o111) | mode)
 
 
 def _stamp(work_dir: Path, dest: Path) -> Path:

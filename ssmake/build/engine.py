@@ -12,8 +12,10 @@ from ssmake.backends import Backend
 from ssmake.build.budget import Budget
 from ssmake.build.inflight import Retry
 from ssmake.build.runner import TaskRunner
-from ssmake.errors import SsmakeError, TaskCancelled
+from ssmake.errors import SsmakeError, TaskCancelled, TaskFailed
 from ssmake.events import (
+    BuildStarted,
+    BuildStopping,
     Notice,
     Reporter,
     TaskBlocked,
@@ -96,6 +98,7 @@ class Engine:
                 if marker is not None
                 else Outcome(name, "blocked", message="no completed run in the store")
             )
+        self.report(BuildStarted(tuple(names)))
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="task") as pool:
             try:
                 while pending or running:
@@ -147,6 +150,7 @@ class Engine:
             except KeyboardInterrupt:
                 interrupted = True
                 self.interrupt.set()
+                self.report(BuildStopping())
                 self._drain(running, outcomes)
         for name in names:
             outcomes.setdefault(name, Outcome(name, "skipped", message="not started"))
@@ -227,6 +231,10 @@ class Engine:
             except TaskCancelled as e:
                 self.report(Notice(e.message, name))
                 return Outcome(name, "cancelled", message=e.message)
+            except TaskFailed as e:
+                self.report(TaskFailedEvent(name, e.job, e.message, e.log_tail))
+                tail = "".join(f"\n  | {line}" for line in e.log_tail)
+                return Outcome(name, "failed", job=e.job, message=e.message + tail)
             except SsmakeError as e:
                 self.report(TaskFailedEvent(name, None, e.message))
                 return Outcome(name, "failed", message=e.message)

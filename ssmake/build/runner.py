@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -12,12 +13,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ssmake.backends import Backend, JobResult, describe_local_failure
+from ssmake.backends import Backend, JobResult
 from ssmake.build.downloads import download_results, downloaded_job
+from ssmake.build.failures import job_failed, user_paths
 from ssmake.build.inflight import Claim, InflightRecords, Retry
 from ssmake.build.spot_check import SPOT_WITHOUT_STATE, mentions_state
 from ssmake.build.staging import Stager
-from ssmake.errors import TaskCancelled, TaskFailed
+from ssmake.errors import RequirementsFailed, TaskCancelled, TaskFailed
 from ssmake.events import (
     JobLaunched,
     JobStatus,
@@ -67,6 +69,7 @@ class TaskRunner:
         self.planner = planner
         self.report = reporter
         self.image_resolver = image_resolver
+        self._failed = functools.partial(job_failed, store, project.name, backend=backend.name)
         self.work_dir = work_dir
         self.costing = costing or costing_for(project, os.environ)
         self.inflight = InflightRecords(store, backend, project.name, reporter)
@@ -164,6 +167,7 @@ class TaskRunner:
         assert record is not None
         data = json.dumps(record, indent=1, sort_keys=True).encode()
         self.store.put(layout.marker_key(self.project.name, task.name), data)
+        self.store.delete(layout.failure_key(self.project.name, task.name))
         self.report(TaskRestored(task.name, str(record.get("job"))))
         return record
 
@@ -218,16 +222,18 @@ class TaskRunner:
                     # Another ssmake ran this fingerprint and let go of its claim between
                     # our plan and our claim: its result stands, a run would duplicate it.
                     raise Retry
-                result = self._launch(task, fp, job, upstream, inflight_key, claim, interrupt)
+                try:
+                    result = self._launch(task, fp, job, upstream, inflight_key, claim, interrupt)
+                except RequirementsFailed as e:
+                    what = f"failed: {task.requirements or 'requirements.txt'}: {e.message}"
+                    raise self._failed(task, fp.value, job, what, e.log_tail) from e
             if result.status != "Completed":
                 if interrupt.is_set():
                     raise KeyboardInterrupt
                 if result.status == "Stopped" and result.failure_reason.startswith("cancelled"):
                     raise TaskCancelled(f"job {job} {result.failure_reason}; no marker written")
-                raise TaskFailed(
-                    f"task {task.name}: job {job} {result.status.lower()}: "
-                    + describe_local_failure(result)
-                )
+                message = f"{result.status.lower()}: {result.failure_reason}"
+                raise self._failed(task, fp.value, job, message, result.log_tail)
             outputs = self._verify(task, job, result.hosts)
             billing = self.costing.bill(
                 task,
@@ -236,6 +242,7 @@ class TaskRunner:
                 billable_seconds=result.billable_seconds,
             )
             marker = self.write_marker(task, fp, job, outputs, started, billing)
+            self.store.delete(layout.failure_key(self.project.name, task.name))
         finally:
             if interrupt.is_set() and claim.launched:
                 self.inflight.detach(claim)
@@ -286,11 +293,13 @@ class TaskRunner:
         logs_dir = Path(tempfile.mkdtemp(dir=self.work_dir, prefix=f"logs-{job}-"))
         files: dict[str, IO[str]] = {}
 
+        shown = user_paths(task, job)
+
         def on_log(host: str, line: str) -> None:
             if host not in files:
                 files[host] = (logs_dir / f"{host}.log").open("a")
             files[host].write(line + "\n")
-            self.report(LogLine(task.name, host, line))
+            self.report(LogLine(task.name, host, shown(line)))
 
         try:
             result = self.backend.wait(

@@ -120,7 +120,10 @@ class Session:
 def open_session(project: Project, *, backend: str | None = None) -> Session:
     """Open the store and caches of a project (optionally on another backend)."""
     if backend is not None and backend != project.backend:
-        project = replace(project, backend=backend)
+        # A job on SageMaker cannot read a local store: --backend sagemaker on a
+        # project with the local default store uses the account's default bucket.
+        local_default = backend == "sagemaker" and project.store == ".ssmake"
+        project = replace(project, backend=backend, store="" if local_default else project.store)
     store_address = project.store
     if not store_address:
         if project.backend == "sagemaker":

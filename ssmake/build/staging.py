@@ -24,6 +24,7 @@ from ssmake.plan.snapshot import FileEntry, Snapshot
 from ssmake.project.model import Project, Task
 from ssmake.stores import ProgressFn, Store
 from ssmake.stores.archive import pack_code
+from ssmake.ui.lines import human_size
 
 # Called with a task's name between its planning and its staging: how tests edit
 # files "while ssmake runs" at exactly that moment.
@@ -92,7 +93,7 @@ class Stager:
                     self.report(
                         Notice(
                             f"input {inp.name}: {stats.uploaded} uploaded "
-                            f"({stats.uploaded_bytes} bytes), {stats.deleted} deleted, "
+                            f"({human_size(stats.uploaded_bytes)}), {stats.deleted} deleted, "
                             f"{stats.unchanged} unchanged",
                             task.name,
                         )

@@ -8,7 +8,7 @@ thread debounces them into batches and runs one build at a time in a build
 thread. A batch that settles during a build is queued (one follow-up build
 however many saves), or with on_busy="restart" it stops the build when a running
 task is affected, and builds again. The caller passes in the WatchView that shows
-it all (ui/watch_board.py has the terminal's).
+it all (ui/board.py has the terminal's).
 
 Decisions beyond DESIGN.md:
 - a batch builds the tasks whose files changed and their downstream tasks (their

@@ -1,4 +1,6 @@
-"""`ssmake logs TASK`: the log lines of the task's last job; with -F, follow a running one."""
+"""`ssmake logs TASK`: the log lines of the task's latest job (a running one, a
+failed one, or the one whose results are current), under a header naming the job,
+how it ended and when; `--job NAME` picks another job; -F follows a running one."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ssmake.build.failures import ago, describe_failure
 from ssmake.build.inflight import holder_alive
 from ssmake.commands import common
+from ssmake.commands.tasks_json import marker_epoch
 from ssmake.errors import EXIT_OK, SsmakeError
 from ssmake.plan import layout
 from ssmake.project.graph import only
@@ -19,20 +23,39 @@ if TYPE_CHECKING:
     from ssmake.build.session import Session
 
 
+def _latest(session: Session, task: str) -> tuple[str | None, str]:
+    """The latest job of `task`, and the header line that names it."""
+    inflight = session.planner.read_inflight(task)
+    if inflight is not None and inflight.get("job"):
+        return str(inflight["job"]), f"job {inflight['job']}, running"
+    failure = session.planner.read_failure(task)
+    if failure is not None and failure.get("job"):
+        return str(failure["job"]), f"failed: {describe_failure(task, failure, hint=False)}"
+    marker = session.planner.read_marker(task)
+    if marker is not None and marker.get("job"):
+        return str(marker["job"]), f"job {marker['job']}, completed, {ago(marker_epoch(marker))}"
+    return None, ""
+
+
 def run(args: argparse.Namespace) -> int:
     session = common.session(args)
     name = only(session.project, args.task)
-    marker = session.planner.read_marker(name)
-    inflight = session.planner.read_inflight(name)
-    job = (inflight or {}).get("job") or (marker or {}).get("job")
+    if args.job:
+        job: str | None = args.job
+        header = f"job {args.job}"
+    else:
+        job, header = _latest(session, name)
     if not job:
         raise SsmakeError(f"task {name} has no job yet: run 'ssmake {name}' first")
-    if args.follow and inflight is not None:
-        return _follow(session, name, str(job))
-    prefix = layout.logs_prefix(session.project.name, name, str(job))
+    inflight = session.planner.read_inflight(name)
+    if args.follow and inflight is not None and inflight.get("job") == job:
+        return _follow(session, name, job)
+    # The header goes to stderr: stdout stays the log, for grep and files.
+    print(f"==> {name}: {header} <==", file=sys.stderr)
+    prefix = layout.logs_prefix(session.project.name, name, job)
     objects = list(session.store.list(prefix))
     if not objects:
-        run_logs = session.work_dir / "runs" / str(job) / "logs"
+        run_logs = session.work_dir / "runs" / job / "logs"
         files = sorted(run_logs.glob("*.log")) if run_logs.is_dir() else []
         if not files:
             raise SsmakeError(f"no logs stored for job {job} of task {name}")

@@ -8,15 +8,18 @@ import sys
 from typing import TYPE_CHECKING
 
 from ssmake.commands import common
+from ssmake.commands.tasks_json import document, job_details, plan_entry
 from ssmake.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from ssmake.plan.cost import plan_estimates, total, usd
 from ssmake.project.graph import select
 from ssmake.ui.costs import estimates_json, table, total_line
+from ssmake.ui.lines import human_size
 from ssmake.ui.report import make_reporter
 
 if TYPE_CHECKING:
     from ssmake.build.budget import Budget
     from ssmake.build.session import Session
+    from ssmake.plan.planner import TaskPlan
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,22 +40,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         session.close()
     if args.json:
-        doc = {
-            "project": session.project.name,
-            "tasks": [
-                {
-                    "name": o.task,
-                    "status": o.status,
-                    "fingerprint": o.fingerprint,
-                    "job": o.job,
-                    "duration": round(o.duration, 3),
-                    "reasons": o.reasons,
-                    "message": o.message,
-                }
-                for o in result.outcomes
-            ],
-        }
-        print(json.dumps(doc, indent=2))
+        entries = [
+            {
+                "name": o.task,
+                "state": o.status,
+                "reasons": o.reasons,
+                "fingerprint": o.fingerprint,
+                "job": o.job,
+                "duration": round(o.duration, 3),
+                "message": o.message,
+            }
+            for o in result.outcomes
+        ]
+        print(json.dumps(document(session.project.name, entries), indent=2))
     counts: dict[str, int] = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_FAILED if result.failed or refused else EXIT_OK
+
+
+def _runs(plan: TaskPlan) -> bool:
+    return plan.state == "stale" and not plan.restorable
 
 
 def _all_selected(session: Session, args: argparse.Namespace) -> list[str]:
@@ -107,16 +111,17 @@ def _plan(session: Session, args: argparse.Namespace) -> int:
     plans = session.planner.plan(args.targets, force=force)
     costing = session.costing()
     estimates = {} if args.check else plan_estimates(plans, session.planner, costing)
+    todo = {p.name: job_details(session, session.project.tasks[p.name]) for p in plans if _runs(p)}
     if args.json:
-        tasks = [p.as_json() for p in plans]
-        for doc in tasks:
-            if doc["name"] in estimates:
-                doc["estimate"] = estimates[doc["name"]].as_json()
-        doc = {
-            "project": session.project.name,
-            "tasks": tasks,
-            "estimate": estimates_json(estimates, costing),
-        }
+        tasks = [
+            {**plan_entry(p, session.planner.read_failure(p.name)), **todo.get(p.name, {})}
+            for p in plans
+        ]
+        for entry in tasks:
+            if entry["name"] in estimates:
+                entry["estimate"] = estimates[entry["name"]].as_json()
+        doc = document(session.project.name, tasks)
+        doc["estimate"] = estimates_json(estimates, costing)
         print(json.dumps(doc, indent=2))
     elif args.check:
         for p in plans:
@@ -127,6 +132,12 @@ def _plan(session: Session, args: argparse.Namespace) -> int:
         for p in plans:
             why = f" ({'; '.join(p.reasons)})" if p.reasons else ""
             print(f"{p.name}: {p.state}{why}")
+            if p.name in todo:
+                d = todo[p.name]
+                print(
+                    f"    would run on {d['backend']}: {d['instance_type']} x {d['instance_count']}"
+                    f", image {d['image']}, uploading up to {human_size(d['upload_bytes'])}"
+                )
             if on_sagemaker and p.name in estimates:
                 print(f"    cost: {estimates[p.name].describe(costing.region)}")
         if on_sagemaker:

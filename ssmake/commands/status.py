@@ -1,5 +1,6 @@
-"""`ssmake status`: every selected task, up to date or stale (and the first reason why);
-with --cost, what the current results cost and what a rebuild of the stale ones would."""
+"""`ssmake status`: every selected task, up to date, stale (and the first reason why)
+or failed on its last attempt (`job train-3f2a-2, exit 1, 4 min ago`); with --cost,
+what the current results cost and what a rebuild of the stale ones would."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ssmake.build.failures import describe_failure
 from ssmake.commands import common
+from ssmake.commands.tasks_json import document, plan_entry
 from ssmake.errors import EXIT_OK
 from ssmake.plan.cost import Costing, Estimate, plan_estimates, usd
 from ssmake.project.graph import grouped, summary
@@ -17,7 +20,7 @@ from ssmake.ui.costs import estimates_json, total_line
 
 if TYPE_CHECKING:
     from ssmake.build.session import Session
-    from ssmake.plan.planner import TaskPlan
+    from ssmake.plan.planner import Marker, TaskPlan
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,13 +29,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         plans = session.planner.plan(args.targets)
         costs = _costs(session, plans) if getattr(args, "cost", False) else None
+        failures = {p.name: session.planner.read_failure(p.name) for p in plans}
     finally:
         session.close()
     if args.json:
-        doc: dict[str, Any] = {
-            "project": session.project.name,
-            "tasks": [p.as_json() for p in plans],
-        }
+        entries = [plan_entry(p, failures[p.name]) for p in plans]
+        doc: dict[str, Any] = document(session.project.name, entries)
         if costs is not None:
             doc["cost"] = costs.as_json()
         print(json.dumps(doc, indent=2))
@@ -41,12 +43,12 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(p.name) + (2 if p.matrix else 0) for p in plans)
     for group, names in grouped(session.project, [p.name for p in plans]).items():
         if names == [group]:
-            print(_line(by_name[group], width))
+            print(_line(by_name[group], failures[group], width))
             continue
-        states = [by_name[n].state for n in names]
+        states = [_state(by_name[n], failures[n]) for n in names]
         print(f"{group:<{width}}  {summary(states)}")
         for name in names:
-            print("  " + _line(by_name[name], width - 2))
+            print("  " + _line(by_name[name], failures[name], width - 2))
     if costs is not None:
         print(costs.current_line())
         print("rebuilding the stale tasks: " + total_line(costs.estimates, costs.costing))
@@ -97,11 +99,20 @@ def _costs(session: Session, plans: list[TaskPlan]) -> _Costs:
     return _Costs(costing, billed, unbilled, estimates)
 
 
-def _line(p: TaskPlan, width: int) -> str:
+def _state(p: TaskPlan, failure: Marker | None) -> str:
+    # Nothing changed since its last attempt failed: that failure is the news.
+    unchanged = failure is not None and failure.get("fingerprint") == p.fingerprint
+    return "failed" if unchanged and p.state == "stale" else p.state
+
+
+def _line(p: TaskPlan, failure: Marker | None, width: int) -> str:
+    if failure is not None and _state(p, failure) == "failed":
+        return f"{p.name:<{width}}  failed      {describe_failure(p.name, failure)}"
     why = (
         f"  {p.reasons[0]}" + (f" (+{len(p.reasons) - 1} more)" if len(p.reasons) > 1 else "")
         if p.reasons
         else ""
     )
     job = f"  [{p.job}]" if p.job and p.state == "up-to-date" else ""
-    return f"{p.name:<{width}}  {p.state}{job}{why}"
+    last = f"; last attempt failed: {describe_failure(p.name, failure)}" if failure else ""
+    return f"{p.name:<{width}}  {p.state}{job}{why}{last}"

@@ -8,7 +8,7 @@ import sys
 from ssmake.build.watch import Watcher
 from ssmake.commands import common
 from ssmake.errors import EXIT_INTERRUPTED, EXIT_OK
-from ssmake.ui.watch_board import make_view
+from ssmake.ui.report import make_view
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,13 @@ SHORT_USAGE = (
 )
 
 
+AWS_SETUP_WORDS = ("AWS credentials", "AWS region")
+NO_CREDENTIALS_HINT = (
+    "\nssm runs jobs on SageMaker unless told otherwise: to run on this machine, "
+    "pass --backend local or export SSMAKE_BACKEND=local"
+)
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse `argv`, build its task, and say how it ended on stdout."""
     root = Path.cwd()
@@ -36,11 +43,16 @@ def run(argv: Sequence[str]) -> int:
     project = Project.from_tasks(
         project_name, [task], root=root, backend=options.backend, store=options.store
     )
-    if options.clean_state:
-        removed = project.clean_state(task.name)
-        print(f"{PROG}: {task.name}: state cleared ({removed} files)", file=sys.stderr)
-    force = options.force_running or options.clean_state
-    (outcome,) = project.build([task.name], force=force)
+    try:
+        if options.clean_state:
+            removed = project.clean_state(task.name)
+            print(f"{PROG}: {task.name}: state cleared ({removed} files)", file=sys.stderr)
+        force = options.force_running or options.clean_state
+        (outcome,) = project.build([task.name], force=force)
+    except SsmakeError as e:
+        if options.default_backend and any(w in e.message for w in AWS_SETUP_WORDS):
+            raise SsmakeError(e.message + NO_CREDENTIALS_HINT, e.exit_code) from e
+        raise
     what = {
         "up-to-date": "already completed, not run again",
         "restored": "restored from an earlier run with the same fingerprint, not run again",

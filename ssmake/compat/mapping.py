@@ -12,6 +12,7 @@ import argparse
 import difflib
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ class SsmOptions:
     #: The store address: a directory, `s3://bucket[/prefix]`, or "" for the
     #: account's default bucket.
     store: str
+    #: The backend came from no flag and no SSMAKE_BACKEND: SageMaker, ssm's default.
+    default_backend: bool = False
     force_running: bool = False
     clean_state: bool = False
     warnings: tuple[str, ...] = ()
@@ -144,6 +147,7 @@ def task_from_args(
     options = SsmOptions(
         backend=backend,
         store=store,
+        default_backend=not args.backend and not os.environ.get("SSMAKE_BACKEND", "").strip(),
         force_running=args.force_running,
         clean_state=args.clean_state,
         warnings=tuple(warnings),

@@ -26,6 +26,11 @@ def inflight_key(project: str, task: str) -> str:
     return f"{project}/{slug(task)}/inflight.json"
 
 
+def failure_key(project: str, task: str) -> str:
+    """The task's last failed attempt, when it is newer than the marker."""
+    return f"{project}/{task}/failed.json"
+
+
 def state_prefix(project: str, task: str) -> str:
     return f"{project}/{slug(task)}/state/"
 

@@ -119,6 +119,11 @@ class Planner:
             return None
         return record
 
+    def read_failure(self, task: str) -> Marker | None:
+        """The task's last failed attempt (job, reason, exit code, time), if it came
+        after the marker: a success removes it."""
+        return self._read_json(layout.failure_key(self.project.name, task))
+
     def read_inflight(self, task: str) -> Marker | None:
         return self._read_json(layout.inflight_key(self.project.name, task), inflight_problem)
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ssmake.errors import TaskFailed
+from ssmake.errors import RequirementsFailed
 
 
 def python_for_requirements(
@@ -65,11 +65,13 @@ def python_for_requirements(
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
-                for line in (proc.stdout + proc.stderr).splitlines()[-20:]:
+                said = (proc.stdout + proc.stderr).splitlines()
+                for line in said[-20:]:
                     on_log(line)
-                raise TaskFailed(
-                    f"installing {requirements.name} failed ({' '.join(cmd[:4])}):\n"
-                    + "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-                )
+                # pip's own words, not the cached venv's interpreter path.
+                errors = [ln for ln in said if ln.startswith("ERROR:")] or said[-1:]
+                tool = "pip install -r requirements.txt" if "pip" in cmd else "python -m venv"
+                error = errors[0] if errors else "no output"
+                raise RequirementsFailed(f"{tool} failed: {error}", log_tail=tuple(said[-20:]))
         (venv / ".ssmake-complete").write_text(content.decode(errors="replace"))
     return str(python)
