@@ -99,6 +99,7 @@ class Board:
         self._rows: dict[str, _Row] = {}
         self._colours: dict[str, str] = {}
         self._banners = BannerFilter(verbosity)
+        self._logged: set[str] = set()
         self._started = time.monotonic()
         self._trigger: tuple[str, ...] = ()
         self._trigger_at = ""
@@ -241,10 +242,14 @@ class Board:
             self._progress.remove_task(self._bars.pop(key))
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, LogLine) and self._banners.hides(event):
-            return
+        if isinstance(event, LogLine):
+            if self._banners.hides(event):
+                return
+            if self.print_logs:
+                self._logged.add(event.task)
         if isinstance(event, TaskStarted):
             self._banners.reset(event.task)
+            self._logged.discard(event.task)
         with self._lock:
             self._update(event)
         if isinstance(event, LogLine) and self.print_logs:
@@ -260,7 +265,8 @@ class Board:
             from rich.text import Text
 
             line = Text(f"ssmake: {event.task}: FAILED: ", style="bold red")
-            line.append(failure_text(event, with_tail=not self.print_logs))
+            # The tail once: not again when the job's lines were printed as they came.
+            line.append(failure_text(event, with_tail=event.task not in self._logged))
             self._print(line)
         elif isinstance(event, Notice | JobStatus | TaskRestored | BuildStopping):
             text = describe(event, self.verbosity)

@@ -47,12 +47,13 @@ BANNER = "Invoking script with the following command:"
 
 
 class BannerFilter:
-    """Hides the 4-line `Invoking script with the following command:` banner each
-    instance logs (as SageMaker's toolkit does): with -v it is shown once per job."""
+    """Hides the `Invoking script with the following command:` banner each instance
+    logs (as SageMaker's toolkit does: the line, a blank, the command, a blank; the
+    blanks are gone in CloudWatch): with -v it is shown once per job."""
 
     def __init__(self, verbosity: int) -> None:
         self.verbosity = verbosity
-        self._left: dict[tuple[str, str], int] = {}
+        self._within: dict[tuple[str, str], str] = {}
         self._shown: set[str] = set()
 
     def hides(self, event: LogLine) -> bool:
@@ -60,12 +61,20 @@ class BannerFilter:
         if event.line == BANNER:
             show = self.verbosity > 0 and event.task not in self._shown
             self._shown.add(event.task)
-            self._left[key] = 3 if not show else 0
+            if not show:
+                self._within[key] = "command"
             return not show
-        left = self._left.get(key, 0)
-        if left:
-            self._left[key] = left - 1
+        return self._hides(key, event.line)
+
+    def _hides(self, key: tuple[str, str], line: str) -> bool:
+        within = self._within.get(key)
+        if within == "command":
+            if line.strip():
+                self._within[key] = "blank"
             return True
+        if within == "blank":
+            del self._within[key]
+            return not line.strip()
         return False
 
     def reset(self, task: str) -> None:
@@ -74,17 +83,9 @@ class BannerFilter:
 
 
 def without_banner(lines: Sequence[str]) -> list[str]:
-    """A log tail without the banner's 4 lines."""
-    out: list[str] = []
-    skip = 0
-    for line in lines:
-        if line == BANNER:
-            skip = 4
-        if skip:
-            skip -= 1
-            continue
-        out.append(line)
-    return out
+    """A log tail without the banner."""
+    banners = BannerFilter(0)
+    return [ln for ln in lines if not banners.hides(LogLine("", "", ln))]
 
 
 def failure_text(event: TaskFailedEvent, *, with_tail: bool) -> str:
@@ -114,8 +115,7 @@ def describe(event: Event, verbosity: int) -> str | None:
             spent = f", {cost}" if cost else ""
             return f"ssmake: {task}: done in {took(duration)}{spent} (job {job})"
         case TaskFailedEvent(task=task):
-            # The log lines were shown as they came, unless -q hid them.
-            return f"ssmake: {task}: FAILED: {failure_text(event, with_tail=verbosity < 0)}"
+            return f"ssmake: {task}: FAILED: {failure_text(event, with_tail=True)}"
         case TaskBlocked(task=task, reason=reason):
             return f"ssmake: {task}: not run: {reason}"
         case Notice(message=message, task=task):

@@ -8,8 +8,15 @@ import threading
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
-from ssmake.events import Event, LogLine, PhaseProgress, SyncProgress, TaskStarted
-from ssmake.ui.lines import BannerFilter, describe
+from ssmake.events import (
+    Event,
+    LogLine,
+    PhaseProgress,
+    SyncProgress,
+    TaskFailedEvent,
+    TaskStarted,
+)
+from ssmake.ui.lines import BannerFilter, describe, failure_text
 
 if TYPE_CHECKING:
     from ssmake.ui.board import Board
@@ -27,16 +34,26 @@ class PlainReporter:
         self._lock = threading.Lock()
         self._phases: set[tuple[str, str]] = set()
         self._banners = BannerFilter(verbosity)
+        self._logged: set[str] = set()
 
     def _say(self, text: str) -> None:
         with self._lock:
             print(text, file=self.stream, flush=True)
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, LogLine) and self._banners.hides(event):
-            return
+        if isinstance(event, LogLine):
+            if self._banners.hides(event):
+                return
+            if self.verbosity >= 0:
+                self._logged.add(event.task)
         if isinstance(event, TaskStarted):
             self._banners.reset(event.task)
+            self._logged.discard(event.task)
+        if isinstance(event, TaskFailedEvent):
+            # The tail once: not again when the job's lines were shown as they came.
+            shown = failure_text(event, with_tail=event.task not in self._logged)
+            self._say(f"ssmake: {event.task}: FAILED: {shown}")
+            return
         if isinstance(event, SyncProgress | PhaseProgress):
             key = (event.task, event.channel if isinstance(event, SyncProgress) else event.phase)
             if self.verbosity < 0 or key in self._phases:
