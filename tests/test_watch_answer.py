@@ -12,7 +12,7 @@ from conftest import ProjectDir
 
 from ssmake.build.watch import Watcher
 from ssmake.plan import quick
-from ssmake.ui.watch_board import PlainWatchView
+from ssmake.ui.report import PlainWatchView
 
 SSMFILE = """
 [project]
