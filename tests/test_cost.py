@@ -81,7 +81,9 @@ def test_dry_run_estimates_each_task_and_the_total(
         "    cost: up to $2.00 (2 x ml.m5.large, 30m 0s from max_run_mins), "
         "on-demand price: spot is usually cheaper"
     )
-    assert lines[5] == "    cost: up to $10.00 (1 x ml.p3.2xlarge, 1h 0m from max_run_mins)"
+    # Each task: its state, its cost, then what its job would be.
+    assert lines[2].startswith("    would run on sagemaker: ml.m5.large x 2, image ")
+    assert lines[7] == "    cost: up to $10.00 (1 x ml.p3.2xlarge, 1h 0m from max_run_mins)"
     assert lines[-1].startswith("estimated cost: up to $14.00 for 3 jobs on sagemaker (us-east-1")
     estimates = {t["name"]: t["estimate"] for t in doc["tasks"]}
     assert estimates["train[lr=0.1]"] == {

@@ -132,14 +132,14 @@ def _plan(session: Session, args: argparse.Namespace) -> int:
         for p in plans:
             why = f" ({'; '.join(p.reasons)})" if p.reasons else ""
             print(f"{p.name}: {p.state}{why}")
+            if on_sagemaker and p.name in estimates:
+                print(f"    cost: {estimates[p.name].describe(costing.region)}")
             if p.name in todo:
                 d = todo[p.name]
                 print(
                     f"    would run on {d['backend']}: {d['instance_type']} x {d['instance_count']}"
                     f", image {d['image']}, uploading up to {human_size(d['upload_bytes'])}"
                 )
-            if on_sagemaker and p.name in estimates:
-                print(f"    cost: {estimates[p.name].describe(costing.region)}")
         if on_sagemaker:
             print(total_line(estimates, costing))
     stale = any(p.state != "up-to-date" for p in plans)
