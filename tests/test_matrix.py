@@ -11,7 +11,7 @@ from conftest import ProjectDir
 from ssmake.events import TaskDone, TaskStarted, TaskUpToDate
 from ssmake.plan.layout import job_name
 from ssmake.project.matrix import SLUG_MAX, slug
-from ssmake.ui.report import LiveReporter
+from ssmake.ui.board import Board
 
 WORKER = """\
 import json
@@ -231,15 +231,17 @@ def test_long_names_get_a_short_hash_and_fit_a_job_name() -> None:
 
 def test_the_board_shows_expansions_under_their_task() -> None:
     stream = io.StringIO()
-    board = LiveReporter(stream)
+    board = Board(stream)
     board(TaskStarted("train[depth=3,lr=0.1]", ("no marker yet",)))
     board(TaskDone("train[depth=5,lr=0.1]", "train-depth-5-lr-0-1-0123456789-1", 3.0))
     board(TaskUpToDate("evaluate", "evaluate-0123456789-1"))
     board.close()
 
     lines = [line.rstrip() for line in stream.getvalue().splitlines()]
-    assert lines[0].startswith("train ") and "2 expansions: 1 running" in lines[0]
-    assert any(line.startswith("  [depth=3,lr=0.1]  running") for line in lines)
+    assert lines[0].startswith("ssmake  2/3 done")
+    # Closed with a task still running: it stopped with the board.
+    assert lines[1].startswith("train ") and "2 expansions: 1 stopped, 1 done" in lines[1]
+    assert any(line.startswith("  [depth=3,lr=0.1]  stopped") for line in lines)
     assert any(line.startswith("  [depth=5,lr=0.1]  done") for line in lines)
     assert lines[-1].startswith("evaluate") and "up to date" in lines[-1]
 

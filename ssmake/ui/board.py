@@ -71,6 +71,12 @@ def clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
+def _width(cell: Any) -> int:
+    from rich.text import Text
+
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
 def _seconds(took: float) -> str:
     return f"{took:.1f}s" if took < 10 else f"{took:.0f}s"
 
@@ -179,7 +185,7 @@ class Board:
                 lines += self._lines(group, members[0][1], now, True)
                 continue
             states = [row.state for _, row in members]
-            lines.append((Text(group, style="bold"), Text(summary(states)), "", ""))
+            lines.append((Text(group, style="bold"), "", "", Text(summary(states))))
             for task, row in members:
                 lines += self._lines(task, row, now, True, group)
         return lines
@@ -209,7 +215,12 @@ class Board:
             table = Table.grid(padding=(0, 2))
             for _ in range(3):
                 table.add_column(no_wrap=True)
-            table.add_column(no_wrap=True, overflow="ellipsis")
+            # The detail (a job name, a reason) is what gives way on a narrow terminal.
+            widths = [
+                max((Text(str(line[i])).cell_len for line in shown), default=0) for i in range(3)
+            ]
+            rest = max(10, self.console.width - sum(widths) - 6)
+            table.add_column(no_wrap=True, overflow="ellipsis", max_width=rest)
             for line in shown:
                 table.add_row(*line)
             parts: list[Any] = [self._header(), table]
