@@ -12,7 +12,7 @@ from ssmake.errors import KeyNotFound
 from ssmake.plan import layout, quick
 from ssmake.plan.explain import explain_changes
 from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter
-from ssmake.plan.records import inflight_problem, marker_problem
+from ssmake.plan.records import failure_problem, inflight_problem, marker_problem
 from ssmake.plan.statdigest import StatDigest, StatDigests, marker_hash
 from ssmake.project.graph import select
 from ssmake.project.matrix import group_of
@@ -122,7 +122,7 @@ class Planner:
     def read_failure(self, task: str) -> Marker | None:
         """The task's last failed attempt (job, reason, exit code, time), if it came
         after the marker: a success removes it."""
-        return self._read_json(layout.failure_key(self.project.name, task))
+        return self._read_json(layout.failure_key(self.project.name, task), failure_problem)
 
     def read_inflight(self, task: str) -> Marker | None:
         return self._read_json(layout.inflight_key(self.project.name, task), inflight_problem)

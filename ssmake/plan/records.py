@@ -27,6 +27,19 @@ _INFLIGHT_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+# A failed attempt names its job and fingerprint, and says when it failed.
+_FAILURE_FIELDS: dict[str, tuple[type, ...]] = {
+    "job": (str,),
+    "fingerprint": (str,),
+    "epoch": (int, float),
+}
+
+
+def failure_problem(doc: Any) -> str | None:
+    """What is wrong with a failed attempt's record, or None."""
+    return _fields_problem(doc, _FAILURE_FIELDS)
+
+
 def marker_problem(doc: Any) -> str | None:
     """What is wrong with a marker or run record, or None."""
     problem = _fields_problem(doc, _MARKER_FIELDS)
