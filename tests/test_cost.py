@@ -104,9 +104,11 @@ def test_the_bill_comes_from_the_billable_time_and_feeds_the_next_estimate(
     sagemaker_project(project, SWEEP)
     sagemaker_emulator.times = (730, 243)
 
-    result = project.run("train[lr=0.1]")
+    result = project.run("--json", "train[lr=0.1]")
 
     assert result.code == 0, result.err
+    [outcome] = json.loads(result.out)["tasks"]
+    assert outcome["billing"]["usd"] == 0.27 and outcome["billing"]["saved_percent"] == 67
     # 243 s x 2 instances x 2 USD/h = 0.27 USD; spot saved 1 - 243/730 = 67%.
     assert "done in " in result.err
     assert "billed 4m 3s spot x 2 instances, $0.27 (saved 67%)" in result.err
@@ -138,7 +140,11 @@ def test_max_cost_refuses_a_build_estimated_above_it(
     sagemaker_project(project, SWEEP)
 
     result = project.run("--max-cost", "5")
+    dry = project.run("-n", "--max-cost", "5")
+    within = project.run("-n", "--max-cost", "14")
 
+    assert dry.code == 2 and "is above --max-cost $5.00" in dry.err
+    assert within.code == 0, within.err
     assert result.code == 2
     assert (
         "the estimated cost, $14.00, is above --max-cost $5.00; nothing was started" in result.err

@@ -7,6 +7,7 @@ import time
 from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from ssmake.backends import Backend
 from ssmake.build.budget import Budget
@@ -44,6 +45,8 @@ class Outcome:
     duration: float = 0.0
     reasons: list[str] = field(default_factory=list)
     message: str = ""
+    # What the job cost (a done task's marker's "billing").
+    billing: dict[str, Any] | None = None
 
 
 @dataclass
@@ -213,7 +216,7 @@ class Engine:
                 billing = new_marker.get("billing")
                 cost = describe_bill(billing) if billing else ""
                 self.report(TaskDone(name, job, duration, cost))
-                return Outcome(name, "done", fp.value, job, duration, plan.reasons)
+                return Outcome(name, "done", fp.value, job, duration, plan.reasons, billing=billing)
             except Retry:
                 forced = False
                 continue

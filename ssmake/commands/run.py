@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ssmake.commands import common
 from ssmake.commands.tasks_json import document, job_details, plan_entry
 from ssmake.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError
-from ssmake.plan.cost import plan_estimates, total, usd
+from ssmake.plan.cost import Costing, Estimate, plan_estimates, total, usd
 from ssmake.project.graph import select
 from ssmake.ui.costs import estimates_json, table, total_line
 from ssmake.ui.lines import human_size
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
                 "job": o.job,
                 "duration": round(o.duration, 3),
                 "message": o.message,
+                "billing": o.billing,
             }
             for o in result.outcomes
         ]
@@ -90,8 +91,12 @@ def _budget(session: Session, args: argparse.Namespace, force: list[str]) -> Bud
     plans = session.planner.plan(args.targets, force=force)
     costing = session.costing()
     estimates = plan_estimates(plans, session.planner, costing)
+    _check_max_cost(estimates, costing, float(args.max_cost))
+    return Budget(float(args.max_cost), estimates)
+
+
+def _check_max_cost(estimates: dict[str, Estimate], costing: Costing, limit: float) -> None:
     amount, _, unknown = total(estimates.values())
-    limit = float(args.max_cost)
     if unknown:
         raise ConfigError(
             f"cannot check --max-cost: no price for the instance type of {', '.join(unknown)} "
@@ -103,7 +108,6 @@ def _budget(session: Session, args: argparse.Namespace, force: list[str]) -> Bud
             f"the estimated cost, {usd(amount)}, is above --max-cost {usd(limit)}; nothing "
             f"was started. Raise the limit, build fewer targets, or lower max_run_mins:\n{lines}"
         )
-    return Budget(limit, estimates)
 
 
 def _plan(session: Session, args: argparse.Namespace) -> int:
@@ -112,6 +116,9 @@ def _plan(session: Session, args: argparse.Namespace) -> int:
     costing = session.costing()
     estimates = {} if args.check else plan_estimates(plans, session.planner, costing)
     todo = {p.name: job_details(session, session.project.tasks[p.name]) for p in plans if _runs(p)}
+    if args.max_cost is not None and not args.check:
+        # `-n --max-cost` answers whether the build would be refused.
+        _check_max_cost(estimates, costing, float(args.max_cost))
     if args.json:
         tasks = [
             {**plan_entry(p, session.planner.read_failure(p.name)), **todo.get(p.name, {})}
