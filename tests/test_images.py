@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -608,3 +609,17 @@ def test_a_container_runs_the_entry_point_as_sagemaker_does(tmp_path: Path) -> N
     assert command[2] == train_first + 'python -m pip install -q -r requirements.txt && exec "$@"'
     binds = mounts(tmp_path / "algo-1", tmp_path / "algo-1" / "state")
     assert {v["bind"] for v in binds.values()} == {"/opt/ml", "/state"}
+
+
+def test_two_clones_running_one_job_never_share_a_container_name(tmp_path: Path) -> None:
+    # The same project in two directories has the same job names; the container of
+    # one must not be taken for a stale container of the other and removed.
+    from ssmake.backends.local.instances import Instance
+    from ssmake.backends.local.supervise import container_name
+
+    a = container_name("train-0123456789-1", Instance("algo-1", tmp_path / "a" / "algo-1"))
+    b = container_name("train-0123456789-1", Instance("algo-1", tmp_path / "b" / "algo-1"))
+    again = container_name("train-0123456789-1", Instance("algo-1", tmp_path / "a" / "algo-1"))
+
+    assert a != b and a == again
+    assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", a) and a.startswith("ssmake-train-")

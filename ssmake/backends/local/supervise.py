@@ -9,6 +9,7 @@ processes of a job whose ssmake died, found by their environment.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -105,7 +106,7 @@ class Supervisor:
             cmd,
             environment=env,
             volumes=mounts(inst.base, inst.base / "state"),
-            name=f"ssmake-{self.job}-{inst.host}",
+            name=container_name(self.job, inst),
             hosts=hosts,
         )
         self._follow(inst, log_file)
@@ -305,3 +306,11 @@ def job_process_groups(run_dir: Path, job: str) -> set[int]:
     found = {group for _pid, group, _session, env in _processes() if _names_job(env, run_dir, job)}
     found.discard(os.getpgrp())  # never our own group, whatever its environment says
     return found
+
+
+def container_name(job: str, inst: Instance) -> str:
+    """The container of one instance. A job's name is the same in two clones of one
+    project (or two test runs) on this machine, so the name also carries the run
+    directory: the stale-container clean-up then only ever removes this run's own."""
+    where = hashlib.sha256(str(inst.base.resolve()).encode()).hexdigest()[:8]
+    return f"ssmake-{job}-{inst.host}-{where}"
