@@ -920,8 +920,14 @@ def test_a_hostile_model_in_the_store_is_refused_on_download(
     project.ssmfile('[tasks.train]\nentry_point = "train.py"\n')
     project.write("train.py", WRITES_MODEL)
     assert project.run().code == 0
-    marker = json.loads(project.store(project.root.name, "train", "ssmake.json").read_text())
-    hostile_tarball(project.store(marker["outputs"]["model"]["key"]), tmp_path / "escaped")
+    marker_path = project.store(project.root.name, "train", "ssmake.json")
+    marker = json.loads(marker_path.read_text())
+    tarball = project.store(marker["outputs"]["model"]["key"])
+    hostile_tarball(tarball, tmp_path / "escaped")
+    # Whoever could swap the tarball could rewrite the marker to match: the extraction
+    # rules stand behind the check of the recorded size.
+    marker["outputs"]["model"]["size"] = tarball.stat().st_size
+    marker_path.write_text(json.dumps(marker))
 
     result = project.run("download", "train", "--model", "-o", "fetched")
 

@@ -8,6 +8,7 @@ destination's path.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from ssmake.errors import StoreError
+from ssmake.errors import EXIT_FAILED, EXIT_USAGE, StoreError
 from ssmake.plan import layout
 from ssmake.stores import Store, local_path
 from ssmake.stores.extract import extract
@@ -42,6 +43,39 @@ def download_results(
     complete, so an interrupted download never looks like a finished one; then
     `work_dir` records which job `dest` holds (`downloaded_job`).
     """
+    try:
+        return _download(store, project, task, marker, dest, kinds, work_dir)
+    except (FileExistsError, NotADirectoryError) as e:
+        where = e.filename or dest
+        raise StoreError(
+            f"cannot download the results of task {task} into {dest}: {where} is a file, "
+            "not a directory; remove it or download elsewhere (-o DIR)",
+            EXIT_USAGE,
+        ) from None
+    except OSError as e:
+        where = e.filename or dest
+        if e.errno == errno.ENAMETOOLONG:
+            raise StoreError(
+                f"cannot download the results of task {task} into {dest}: the name is too "
+                "long for the file system; download elsewhere (-o DIR)",
+                EXIT_USAGE,
+            ) from None
+        raise StoreError(
+            f"cannot download the results of task {task} into {dest}: {where}: {e.strerror}; "
+            "nothing there was replaced (free some space or fix the permissions, then run again)",
+            EXIT_FAILED,
+        ) from None
+
+
+def _download(
+    store: Store,
+    project: str,
+    task: str,
+    marker: dict[str, Any],
+    dest: Path,
+    kinds: Collection[str],
+    work_dir: Path,
+) -> list[Path]:
     stamp = _stamp(work_dir, dest)
     written: list[Path] = []
     dest.mkdir(parents=True, exist_ok=True)
@@ -56,7 +90,9 @@ def download_results(
                 if not isinstance(info, dict):
                     raise StoreError(f"task {task} has no {kind} output in its marker")
                 tarball = tmp / f"{kind}.tar.gz"
+                _check_recorded(store, task, job, kind, info)
                 store.get_file(str(info["key"]), tarball)
+                _check_size(store, task, job, kind, info, tarball)
                 stamp.unlink(missing_ok=True)
                 extract(tarball, target)
             elif kind == "state":
@@ -94,6 +130,41 @@ def _settle(target: Path, tmp: Path) -> None:
     for path in paths:
         os.utime(path)
         path.chmod((path.stat().st_mode & 0o111) | mode)
+
+
+def _check_recorded(store: Store, task: str, job: str, kind: str, info: dict[str, Any]) -> None:
+    """The stored tarball is still the one the marker recorded when the job completed:
+    same size and, where the ETag is a content hash (S3), same ETag."""
+    key = str(info["key"])
+    now = store.info(key)
+    if now is None:
+        raise StoreError(
+            f"the {kind} of job {job} is missing from the store ({store.uri(key)}); "
+            f"run the task again: ssmake -B {task}",
+            EXIT_FAILED,
+        )
+    swapped = now.size != info.get("size") or (
+        now.etag_is_content and info.get("etag") not in (None, now.etag)
+    )
+    if swapped:
+        raise StoreError(
+            f"refusing to download {store.uri(key)}: it is not the {kind} job {job} left "
+            f"(recorded {info.get('size')} bytes, ETag {info.get('etag')}; the store holds "
+            f"{now.size} bytes, ETag {now.etag}); nothing was extracted. Run the task again "
+            f"(ssmake -B {task}) if the store was changed on purpose"
+        )
+
+
+def _check_size(
+    store: Store, task: str, job: str, kind: str, info: dict[str, Any], tarball: Path
+) -> None:
+    size = tarball.stat().st_size
+    if size != info.get("size"):
+        raise StoreError(
+            f"refusing to extract {store.uri(str(info['key']))}: {size} bytes arrived, the "
+            f"{kind} of job {job} has {info.get('size')}; nothing was extracted (run again; "
+            f"if it persists, run the task again: ssmake -B {task})"
+        )
 
 
 def _stamp(work_dir: Path, dest: Path) -> Path:

@@ -241,6 +241,13 @@ class Engine:
             except SsmakeError as e:
                 self.report(TaskFailedEvent(name, None, e.message))
                 return Outcome(name, "failed", message=e.message)
+            except OSError as e:
+                # Not translated where it arose (the run directory, the work dir): still
+                # this task's failure, said plainly, not a crash of the build.
+                where = f"{e.filename}: " if e.filename else ""
+                message = f"task {name}: {where}{e.strerror or e}"
+                self.report(TaskFailedEvent(name, None, message))
+                return Outcome(name, "failed", message=message)
 
 
 # How many times a task is planned again when its files change while it is staged.

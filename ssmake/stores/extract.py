@@ -15,7 +15,7 @@ import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ssmake.errors import ArchiveError
+from ssmake.errors import EXIT_FAILED, ArchiveError
 from ssmake.stores.archive import ancestors
 
 _CHUNK = 1 << 20
@@ -48,7 +48,7 @@ def extract(
         dest.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".extract"))
     except OSError as e:
-        raise ArchiveError(f"cannot extract {src} into {dest}: {e}") from e
+        raise _disk_error(src, dest, e) from e
     aside = work / "old"
     try:
         fresh = work / "new"
@@ -56,7 +56,7 @@ def extract(
         _extract_members(src, fresh, members)
         _swap_in(fresh, dest, aside)
     except OSError as e:
-        raise ArchiveError(f"cannot extract {src} into {dest}: {e}") from e
+        raise _disk_error(src, dest, e) from e
     finally:
         # Only when the swap failed halfway does `aside` hold the sole copy of the old dest.
         if os.path.lexists(dest) or not os.path.lexists(aside):
@@ -92,7 +92,7 @@ def extract_into(
     try:
         work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".extract"))
     except OSError as e:
-        raise ArchiveError(f"cannot extract {src} into {dest}: {e}") from e
+        raise _disk_error(src, dest, e) from e
     try:
         _extract_members(src, work, members)
         for name in sorted({m.name for m in members}):
@@ -103,7 +103,7 @@ def extract_into(
             else:
                 os.replace(source, target)
     except OSError as e:
-        raise ArchiveError(f"cannot extract {src} into {dest}: {e}") from e
+        raise _disk_error(src, dest, e) from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _file_names(members)
@@ -260,8 +260,15 @@ def _extract_members(src: Path, into: Path, members: list[tarfile.TarInfo]) -> N
         raise ArchiveError(f"refusing to extract {src}: {e}") from e
     except _CORRUPT as e:
         raise ArchiveError(f"{src} is corrupt or truncated: {e}") from e
-    except (OSError, tarfile.TarError) as e:
+    except OSError as e:
+        raise _disk_error(src, into, e) from e
+    except tarfile.TarError as e:
         raise ArchiveError(f"cannot extract {src} into {into}: {e}") from e
+
+
+def _disk_error(src: Path, dest: Path, e: OSError) -> ArchiveError:
+    """A full or read-only disk is no fault of the archive: exit 1, as a storage error."""
+    return ArchiveError(f"cannot extract {src} into {dest}: {e}", EXIT_FAILED)
 
 
 def _swap_in(fresh: Path, dest: Path, aside: Path) -> None:

@@ -7,9 +7,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
-from ssmake.errors import KeyNotFound, StoreError
+from ssmake.errors import EXIT_FAILED, KeyNotFound, StoreError
 from ssmake.plan.snapshot import FileEntry, VerifiedReader
 from ssmake.stores import ObjectInfo, ProgressFn, SyncStats
 from ssmake.stores.s3_sync import MANIFEST_SUFFIX
@@ -30,6 +31,26 @@ def _etag(st: os.stat_result) -> str:
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key, st.st_size, _etag(st), etag_is_content=False)
+
+
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """An OSError (a read-only or full disk, a permission, a name too long) becomes a
+    StoreError naming the operation and the path, exit 1: a task fails, the others go
+    on with -k. A write never leaves a half-written key (see _write_atomic)."""
+    try:
+        yield
+    except OSError as e:
+        raise _os_error(doing, e) from None
+
+
+def _os_error(doing: str, e: OSError) -> StoreError:
+    where = f" ({e.filename})" if e.filename else ""
+    return StoreError(
+        f"cannot {doing}{where}: {e.strerror or e}; free some space or fix the "
+        "permissions of the store, then run again",
+        EXIT_FAILED,
+    )
 
 
 class LocalStore:
@@ -56,14 +77,27 @@ class LocalStore:
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(f"{self.uri(key)} does not exist") from None
+        except OSError as e:
+            raise _os_error(f"read {self.uri(key)}", e) from None
 
     def _tmp_dir(self, path: Path) -> Path:
         """Keys are staged in the store's own temporary directory; files written
-        elsewhere (downloads) beside their destination, on its file system."""
-        if path.is_relative_to(self.root):
+        elsewhere (downloads) beside their destination, on its file system.
+
+        A store opened by URI (`file:///…`, a job's) has `/` for its root, maybe on
+        another file system than the store: it stages in the temporary directory of
+        the store the key is in, found as the nearest one above the key."""
+        if not path.is_relative_to(self.root):
+            return path.parent
+        if self.root != Path(self.root.anchor):
             tmp = self.root / TMP_DIR
             tmp.mkdir(parents=True, exist_ok=True)
             return tmp
+        for parent in path.parents:
+            if parent == self.root:
+                break
+            if (parent / TMP_DIR).is_dir():
+                return parent / TMP_DIR
         return path.parent
 
     def _write_atomic(self, path: Path, write: str | bytes | Path | VerifiedReader) -> None:
@@ -85,9 +119,14 @@ class LocalStore:
             raise
 
     def put(self, key: str, data: bytes) -> None:
-        self._write_atomic(self._path(key), data)
+        with _translated(f"write {self.uri(key)}"):
+            self._write_atomic(self._path(key), data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        with _translated(f"write {self.uri(key)}"):
+            return self._put_if_absent(key, data)
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self._tmp_dir(path), prefix=f".{path.name}.", suffix=".tmp")
@@ -112,13 +151,15 @@ class LocalStore:
         return _info(key, path.stat())
 
     def put_file(self, key: str, path: Path) -> None:
-        self._write_atomic(self._path(key), path)
+        with _translated(f"copy {path} to {self.uri(key)}"):
+            self._write_atomic(self._path(key), path)
 
     def get_file(self, key: str, path: Path) -> None:
         src = self._path(key)
         if not src.is_file():
             raise KeyNotFound(f"{self.uri(key)} does not exist")
-        self._write_atomic(path, src)
+        with _translated(f"copy {self.uri(key)} to {path}"):
+            self._write_atomic(path, src)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self._path(prefix.rstrip("/")) if prefix.rstrip("/") else self.root
@@ -136,7 +177,8 @@ class LocalStore:
                     yield _info(key, full.stat())
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        with _translated(f"delete {self.uri(key)}"):
+            self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [o.key for o in self.list(prefix)]
@@ -174,7 +216,10 @@ class LocalStore:
                 synced[rel] = record
                 continue
             dest = self._path(prefix + rel)
-            with VerifiedReader(entry) as reader:
+            with (
+                _translated(f"copy {entry.path} to {self.uri(prefix + rel)}"),
+                VerifiedReader(entry) as reader,
+            ):
                 self._write_atomic(dest, reader)
             synced[rel] = [entry.size, entry.sha256, _etag(dest.stat())]
             stats.uploaded += 1
