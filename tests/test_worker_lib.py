@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ProjectDir
 
 from worker_toolkit import worker_lib
 
@@ -373,3 +375,50 @@ def test_outside_a_job_the_arguments_read_as_sagemaker_renders_them(tmp_path: Pa
         "name": "resnet",
         "x": True,
     }
+
+
+def test_extract_upstream_unpacks_a_model_channel(project: ProjectDir) -> None:
+    project.ssmfile(
+        """
+        [tasks.prepare]
+        entry_point = "prepare.py"
+
+        [tasks.train]
+        entry_point = "train.py"
+        inputs.prepared = { task = "prepare", output = "model" }
+        """
+    )
+    project.write(
+        "prepare.py",
+        "import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'w.txt'), 'w').write('42')\n",
+    )
+    project.write(
+        "train.py",
+        """
+        import os
+        from worker_toolkit import worker_lib
+        args = worker_lib.parseArgs()
+        print("delivered:", sorted(os.listdir(args.input_prepared)))
+        here = worker_lib.extractUpstream(args.input_prepared)
+        print("extracted:", open(os.path.join(here, "w.txt")).read())
+        """,
+    )
+
+    result = project.run()
+
+    assert result.code == 0, result.err
+    assert "delivered: ['model.tar.gz']" in result.err
+    assert "extracted: 42" in result.err
+
+
+def test_extract_upstream_refuses_members_outside(tmp_path: Path) -> None:
+    channel = tmp_path / "channel"
+    channel.mkdir()
+    evil = tmp_path / "evil.txt"
+    evil.write_text("x")
+    with tarfile.open(channel / "model.tar.gz", "w:gz") as tar:
+        tar.add(evil, arcname="../escaped.txt")
+
+    with pytest.raises(ValueError, match=r"refusing the member '\.\./escaped\.txt'"):
+        worker_lib.extractUpstream(str(channel), str(tmp_path / "out"))
+    assert not (tmp_path / "escaped.txt").exists()

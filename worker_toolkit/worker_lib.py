@@ -57,6 +57,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+# Part of worker_lib's API: `worker_lib.extractUpstream(args.input_prepared)`.
+from worker_toolkit.upstream import extractUpstream as extractUpstream
+
 logger = logging.getLogger(__name__)
 
 COMPLETED_FILE_NAME = "__COMPLETED__"
