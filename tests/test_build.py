@@ -264,6 +264,8 @@ def test_requirements_install_into_a_cached_virtualenv(project: ProjectDir) -> N
 
     assert result.code == 0, result.err
     assert "dep 42" in result.err
+    # pip's own lines, as they come, tell where an install is.
+    assert "[req algo-1] Successfully installed ssmake-test-dep-1.0" in result.err
     venvs = list((project.root / ".ssmake" / "cache" / "venvs").glob("*/.ssmake-complete"))
     assert len(venvs) == 1
 

@@ -56,18 +56,25 @@ def python_for_requirements(
                 "pip",
                 "install",
                 "--disable-pip-version-check",
-                "-q",
+                "--progress-bar",
+                "off",
                 "-r",
                 str(requirements),
             ],
         ]
         for cmd in steps:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            # pip's lines go to the job's log as they come: the board shows where
+            # an install is (Collecting..., Installing...), and a failure's words.
+            said: list[str] = []
+            with subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ) as proc:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    said.append(raw.rstrip("\n"))
+                    on_log(said[-1])
             if proc.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
-                said = (proc.stdout + proc.stderr).splitlines()
-                for line in said[-20:]:
-                    on_log(line)
                 # pip's own words, not the cached venv's interpreter path.
                 errors = [ln for ln in said if ln.startswith("ERROR:")] or said[-1:]
                 tool = "pip install -r requirements.txt" if "pip" in cmd else "python -m venv"
