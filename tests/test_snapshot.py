@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tarfile
+import time
 
 import pytest
 from conftest import ProjectDir
@@ -396,3 +397,36 @@ def test_a_run_record_whose_outputs_changed_is_ignored(project: ProjectDir) -> N
 
     assert "is ignored: its model in the store is not the one it recorded" in out
     assert launched(project.run().err) == ["train"]
+
+
+def test_a_replaced_output_is_not_trusted_even_by_the_quick_check(project: ProjectDir) -> None:
+    from ssmake.plan import quick
+
+    one_task(project)
+    project.write("data/d.txt", "d")
+    assert project.run().code == 0
+    time.sleep(2.1)  # past the racy window, so that the quick check's snapshot is written
+    assert project.run("--check").code == 0
+    assert quick.up_to_date(str(project.root))
+    model = project.store(marker(project, "train")["outputs"]["model"]["key"])
+
+    model.write_bytes(b"not the job's model")
+
+    assert not quick.up_to_date(str(project.root))
+    assert project.run("--check").code == 1
+    assert (
+        "its model in the store is not the one it recorded" in project.run("explain", "train").out
+    )
+
+
+def test_explain_names_a_tasks_own_changes_beside_its_upstream(project: ProjectDir) -> None:
+    two_tasks(project)
+    assert project.run().code == 0
+    text = (project.root / "Ssmfile.toml").read_text()
+    project.ssmfile(text.replace("v = 1", "v = 2"))
+    project.write("down.py", WORKER + "# edited\n")
+
+    out = project.run("explain", "down").out
+
+    assert "upstream up will run first" in out
+    assert "code: down.py changed" in out

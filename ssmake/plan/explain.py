@@ -24,6 +24,17 @@ def explain_changes(old: Mapping[str, Any] | None, new: Components) -> list[str]
     return reasons
 
 
+def own_changes(old: Mapping[str, Any], new: Components) -> list[str]:
+    """The reasons of `explain_changes` but those about upstream tasks' results."""
+    inputs = {
+        name: old.get("inputs", {}).get(name, entry)
+        if entry.get("kind") in ("task", "after")
+        else entry
+        for name, entry in new["inputs"].items()
+    }
+    return explain_changes(old, {**new, "inputs": inputs})
+
+
 def _file_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[list[str], ...]:
     added = sorted(set(new) - set(old))
     removed = sorted(set(old) - set(new))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ssmake.errors import KeyNotFound
 from ssmake.plan import layout, quick
-from ssmake.plan.explain import explain_changes
+from ssmake.plan.explain import explain_changes, own_changes
 from ssmake.plan.fingerprint import SCHEMA_VERSION, Fingerprint, Fingerprinter
 from ssmake.plan.records import failure_problem, inflight_problem, marker_problem
 from ssmake.plan.statdigest import StatDigest, StatDigests, marker_hash
@@ -240,22 +240,14 @@ class Planner:
                 )
         return plan, fp, marker
 
-    def own_changes(self, task: Task) -> list[str]:
+    def own_reasons(self, task: Task) -> list[str]:
         """What changed in a task itself, whatever its upstream tasks will produce: its
         reasons beside "upstream X will run first"."""
         marker = self.read_marker(task.name)
         old = marker.get("components") if marker is not None else None
         if not isinstance(old, dict) or old.get("schema") != SCHEMA_VERSION:
             return []
-        new = dict(self.fingerprint(task, {}).components)
-        upstream_kinds = ("task", "after")
-        new["inputs"] = {
-            name: old.get("inputs", {}).get(name, entry)
-            if entry.get("kind") in upstream_kinds
-            else entry
-            for name, entry in new["inputs"].items()
-        }
-        return explain_changes(old, new)
+        return own_changes(old, self.fingerprint(task, {}).components)
 
     def _judge_recorded(
         self, task: Task, upstream: Mapping[str, Marker | None], record: Marker
@@ -307,7 +299,7 @@ class Planner:
                     if u in self.project.external
                 ]
                 reasons += _will_run_first([u for u in waiting if u not in self.project.external])
-                plans[name] = TaskPlan(name, state, reasons + self.own_changes(task))
+                plans[name] = TaskPlan(name, state, reasons + self.own_reasons(task))
                 future_markers[name] = None
                 continue
             upstream = {u: future_markers.get(u) for u in task.upstream()}
@@ -359,6 +351,9 @@ class Planner:
             if not all(u.startswith("file://") for u in uris):
                 return
             paths = [u.removeprefix("file://") for u in uris]
+            # Each output with the ETag it was recorded with (a local store's: its
+            # mtime and size), so that a replaced output is not trusted.
+            etags = [str(o.get("etag")) for o in record["outputs"].values()]
             tasks.append(
                 {
                     "name": name,
@@ -368,7 +363,7 @@ class Planner:
                     "files": stat.files,
                     "marker": paths[0],
                     "marker_sha256": record["marker"],
-                    "outputs": paths[1:],
+                    "outputs": [list(pair) for pair in zip(paths[1:], etags, strict=True)],
                 }
             )
         root = str(self.fingerprinter.root)

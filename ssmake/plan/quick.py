@@ -7,9 +7,10 @@ targets in which every task's verdict came with a settled stat digest, for a
 project loaded from an Ssmfile whose markers and outputs are local files. It names
 the Ssmfile (with the sha256 of its text), the paths that never count, and for each
 task: what its stat digest walked, its components without files, the digest, its
-marker's path and sha256, and its outputs' paths. Answering repeats the stat
-digest's computation on today's files; anything that differs (or cannot be read)
-means "not sure", and the normal plan runs and decides.
+marker's path and sha256, and its outputs' paths with their recorded ETags (a
+local store's `<mtime_ns>-<size>`). Answering repeats the stat digest's
+computation on today's files; anything that differs (or cannot be read) means
+"not sure", and the normal plan runs and decides.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from ssmake.plan.ignore import Entry
     from ssmake.plan.statdigest import Walk
 
-VERSION = 1
+VERSION = 2
 SNAPSHOT = "check.json"
 WATCH_SOCKET = "watch.sock"
 WATCH_TIMEOUT = 2.0  # seconds for a running `ssmake watch` to answer
@@ -180,6 +181,8 @@ def _tasks_hold(tasks: list[dict[str, Any]], matcher: IgnoreMatcher) -> bool:
         with open(task["marker"], "rb") as f:
             if marker_hash(f.read()) != task["marker_sha256"]:
                 return False
-        if not all(os.path.isfile(p) for p in task["outputs"]):
-            return False
+        for path, etag in task["outputs"]:
+            st = os.stat(path)
+            if f"{st.st_mtime_ns}-{st.st_size}" != etag:
+                return False
     return True
