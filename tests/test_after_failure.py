@@ -99,6 +99,7 @@ def test_status_explain_and_logs_show_the_last_failed_attempt(failing: ProjectDi
     assert "nothing changed since" in explain.out
     assert f"==> train: failed: job {failed}, exit 1, 0 s ago <==" in logs.err
     assert "ValueError: bad [/red] value" in logs.out
+    assert 'File "train/train.py", line 3, in fit' in logs.out
 
 
 def test_logs_job_picks_another_job(failing: ProjectDir) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssmake.build.failures import ago, describe_failure
+from ssmake.build.failures import ago, describe_failure, user_paths
 from ssmake.build.inflight import holder_alive
 from ssmake.commands import common
 from ssmake.commands.tasks_json import marker_epoch
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"==> {name}: {header} <==", file=sys.stderr)
     prefix = layout.logs_prefix(session.project.name, name, job)
     objects = list(session.store.list(prefix))
+    # As the build showed them: paths in the user's files, not in the job's copy.
+    shown = user_paths(session.project.tasks[name], job)
     if not objects:
         run_logs = session.work_dir / "runs" / job / "logs"
         files = sorted(run_logs.glob("*.log")) if run_logs.is_dir() else []
@@ -61,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
             raise SsmakeError(f"no logs stored for job {job} of task {name}")
         for path in files:
             for line in path.read_text(errors="replace").splitlines():
-                print(f"[{path.stem}] {line}")
+                print(f"[{path.stem}] {shown(line)}")
         return EXIT_OK
     for obj in objects:
         host = obj.key[len(prefix) :].removesuffix(".log")
         for line in session.store.get(obj.key).decode(errors="replace").splitlines():
-            print(f"[{host}] {line}")
+            print(f"[{host}] {shown(line)}")
     return EXIT_OK
 
 
