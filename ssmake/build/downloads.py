@@ -15,16 +15,22 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from ssmake.errors import EXIT_FAILED, EXIT_USAGE, StoreError
+from ssmake.events import PhaseProgress, Reporter
 from ssmake.plan import layout
 from ssmake.stores import Store, local_path
 from ssmake.stores.extract import extract
 
 STAMPS = "downloads"
+# A download this large reports its progress (PhaseProgress "downloading"), at most
+# once per PROGRESS_INTERVAL seconds and once more when it ends.
+PROGRESS_MIN_BYTES = 1 << 20
+PROGRESS_INTERVAL = 0.1
 _LOG_NAME = re.compile(r"algo-([1-9][0-9]*)\.log")
 
 
@@ -36,15 +42,17 @@ def download_results(
     dest: Path,
     kinds: Collection[str],
     work_dir: Path,
+    report: Reporter | None = None,
 ) -> list[Path]:
     """Extract the marker's outputs into `dest/<kind>/` (logs into `dest/logs/logs<i>`).
 
     Each part is fetched into a temporary directory and moved into place only when
     complete, so an interrupted download never looks like a finished one; then
-    `work_dir` records which job `dest` holds (`downloaded_job`).
+    `work_dir` records which job `dest` holds (`downloaded_job`). A large download
+    tells `report` its bytes so far, file by file.
     """
     try:
-        return _download(store, project, task, marker, dest, kinds, work_dir)
+        return _download(store, project, task, marker, dest, kinds, work_dir, report)
     except (FileExistsError, NotADirectoryError) as e:
         where = e.filename or dest
         raise StoreError(
@@ -75,12 +83,24 @@ def _download(
     dest: Path,
     kinds: Collection[str],
     work_dir: Path,
+    report: Reporter | None,
 ) -> list[Path]:
     stamp = _stamp(work_dir, dest)
     written: list[Path] = []
     dest.mkdir(parents=True, exist_ok=True)
     job = str(marker.get("job", ""))
     outputs = marker.get("outputs") or {}
+    state, logs = layout.state_prefix(project, task), layout.logs_prefix(project, task, job)
+    listed = {
+        "state": list(store.list(state)) if "state" in kinds else [],
+        "logs": [o for o in store.list(logs) if _LOG_NAME.fullmatch(o.key[len(logs) :])]
+        if "logs" in kinds
+        else [],
+    }
+    tarballs = [outputs.get(k) for k in kinds if k in ("model", "output")]
+    total = sum(int(t.get("size") or 0) for t in tarballs if isinstance(t, dict))
+    total += sum(obj.size for objs in listed.values() for obj in objs)
+    progress = _Progress(task, total, report)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp_name:
         tmp = Path(tmp_name)
         for kind in kinds:
@@ -92,31 +112,57 @@ def _download(
                 tarball = tmp / f"{kind}.tar.gz"
                 _check_recorded(store, task, job, kind, info)
                 store.get_file(str(info["key"]), tarball)
+                progress.add(int(info.get("size") or 0))
                 _check_size(store, task, job, kind, info, tarball)
                 stamp.unlink(missing_ok=True)
                 extract(tarball, target)
             elif kind == "state":
                 staged = tmp / "state"
-                prefix = layout.state_prefix(project, task)
-                for obj in store.list(prefix):
-                    rel = obj.key[len(prefix) :]
+                for obj in listed["state"]:
+                    rel = obj.key[len(state) :]
                     store.get_file(obj.key, local_path(staged, rel, store.uri(obj.key)))
+                    progress.add(obj.size)
                 staged.mkdir(exist_ok=True)
                 _replace(staged, target, stamp)
             elif kind == "logs":
                 staged = tmp / "logs"
                 staged.mkdir()
-                prefix = layout.logs_prefix(project, task, job)
-                for obj in store.list(prefix):
-                    host = _LOG_NAME.fullmatch(obj.key[len(prefix) :])
-                    if host is not None:  # the log of no instance is not ours to fetch
-                        store.get_file(obj.key, staged / f"logs{int(host[1]) - 1}")
+                for obj in listed["logs"]:  # the log of no instance is not ours to fetch
+                    host = _LOG_NAME.fullmatch(obj.key[len(logs) :])
+                    assert host is not None
+                    store.get_file(obj.key, staged / f"logs{int(host[1]) - 1}")
+                    progress.add(obj.size)
                 _replace(staged, target, stamp)
             _settle(target, tmp)
             written.append(target)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"dest": str(dest.resolve()), "job": job}))
+    progress.finish()
     return written
+
+
+class _Progress:
+    """Bytes downloaded so far, reported when the download is large enough to wait on."""
+
+    def __init__(self, task: str, total: int, report: Reporter | None) -> None:
+        self.task, self.total, self.done = task, total, 0
+        self.report = report if total >= PROGRESS_MIN_BYTES else None
+        self.last = time.monotonic()
+        self._send()
+
+    def add(self, n: int) -> None:
+        self.done = min(self.done + n, self.total)
+        if self.report is not None and time.monotonic() - self.last >= PROGRESS_INTERVAL:
+            self._send()
+
+    def finish(self) -> None:
+        self.done = self.total
+        self._send()
+
+    def _send(self) -> None:
+        if self.report is not None:
+            self.last = time.monotonic()
+            self.report(PhaseProgress(self.task, "downloading", self.done, self.total))
 
 
 def _settle(target: Path, tmp: Path) -> None:

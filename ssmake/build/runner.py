@@ -180,7 +180,14 @@ class TaskRunner:
         ):
             return
         download_results(
-            self.store, self.project.name, task.name, marker, dest, task.download, self.work_dir
+            self.store,
+            self.project.name,
+            task.name,
+            marker,
+            dest,
+            task.download,
+            self.work_dir,
+            self.report,
         )
         self.report(Notice(f"downloaded {', '.join(task.download)} to {dest}", task.name))
 

@@ -13,6 +13,7 @@ from ssmake.commands import common
 from ssmake.commands.tasks_json import marker_epoch
 from ssmake.errors import EXIT_OK, SsmakeError
 from ssmake.project.graph import only
+from ssmake.ui.report import make_reporter
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +35,22 @@ def run(args: argparse.Namespace) -> int:
     kinds = kinds or list(task.download) or ["model", "output"]
     out = args.out or task.output_path or f"output/{name}"
     dest = Path(out) if Path(out).is_absolute() else session.project.root / out
-    for path in download_results(
-        session.store, session.project.name, name, marker, dest, kinds, session.work_dir
-    ):
+    reporter = make_reporter(verbosity=common.verbosity(args))
+    try:
+        written = download_results(
+            session.store,
+            session.project.name,
+            name,
+            marker,
+            dest,
+            kinds,
+            session.work_dir,
+            reporter,
+        )
+    finally:
+        close = getattr(reporter, "close", None)
+        if close is not None:
+            close()
+    for path in written:
         print(path)
     return EXIT_OK

@@ -56,9 +56,12 @@ class PlainReporter:
             return
         if isinstance(event, SyncProgress | PhaseProgress):
             key = (event.task, event.channel if isinstance(event, SyncProgress) else event.phase)
-            if self.verbosity < 0 or key in self._phases:
-                return
+            seen = self.verbosity < 0 or key in self._phases
             self._phases.add(key)
+            if isinstance(event, PhaseProgress) and event.done >= event.total:
+                self._phases.discard(key)  # ended: the next one (a rebuild's) shows again
+            if seen:
+                return
         line = describe(event, self.verbosity)
         if line is not None:
             self._say(line)
