@@ -1,10 +1,12 @@
-"""What a user sees while waiting on a download: one phase line, in human units."""
+"""What a user sees while waiting on a download or on a local job's inputs: one
+phase line, in human units."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import ProjectDir
 
+from ssmake.backends.local import instances
 from ssmake.build import downloads
 
 SSMFILE = """
@@ -69,3 +71,26 @@ def test_quiet_hides_the_progress_line(big_model: ProjectDir) -> None:
 
     assert result.code == 0, result.err
     assert ": downloading" not in result.err
+
+
+def test_a_local_job_reports_staging_its_inputs_once(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(instances, "PROGRESS_MIN_BYTES", 100_000)
+    project.ssmfile(
+        """
+        [tasks.fit]
+        entry_point = "w.py"
+        inputs.data = { path = "data" }
+        """
+    )
+    project.write("w.py", "pass\n")
+    for i in range(3):
+        (project.root / "data").mkdir(exist_ok=True)
+        (project.root / f"data/part{i}.bin").write_bytes(bytes(100_000))
+
+    result = project.run()
+
+    assert result.code == 0, result.err
+    phases = [ln for ln in result.err.splitlines() if "staging inputs" in ln]
+    assert phases == ["ssmake: fit: staging inputs (293.0 KiB)"]

@@ -11,6 +11,8 @@ from ssmake.plan.jobspec import JobSpec
 
 LogFn = Callable[[str, str], None]
 StatusFn = Callable[[str], None]
+# (phase, bytes done, of total bytes): a phase of a job the user waits on.
+ProgressFn = Callable[[str, int, int], None]
 # How many of its last log lines a failed job's result keeps.
 LOG_TAIL_LINES = 30
 
@@ -44,10 +46,16 @@ class Backend(Protocol):
         ...
 
     def wait(
-        self, job: str, on_log: LogFn, on_status: StatusFn, interrupt: threading.Event
+        self,
+        job: str,
+        on_log: LogFn,
+        on_status: StatusFn,
+        interrupt: threading.Event,
+        on_progress: ProgressFn | None = None,
     ) -> JobResult:
         """Follow a job until it ends, or until `interrupt` is set (then stop it, or
-        detach from it when the backend detaches)."""
+        detach from it when the backend detaches). A backend that copies the job's
+        inputs on this machine tells `on_progress` the bytes so far."""
         ...
 
     def stop(self, job: str) -> None: ...

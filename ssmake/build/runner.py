@@ -25,6 +25,7 @@ from ssmake.events import (
     JobStatus,
     LogLine,
     Notice,
+    PhaseProgress,
     Reporter,
     TaskRestored,
 )
@@ -314,6 +315,9 @@ class TaskRunner:
                 on_log,
                 lambda message: self.report(JobStatus(task.name, job, message)),
                 interrupt,
+                lambda phase, done, total: self.report(
+                    PhaseProgress(task.name, phase, done, total)
+                ),
             )
             for f in files.values():
                 f.close()  # before uploading; closing again below is harmless

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from ssmake import aws
-from ssmake.backends import JobResult, LogFn, StatusFn
+from ssmake.backends import JobResult, LogFn, ProgressFn, StatusFn
 from ssmake.backends.local.executor import LocalExecutor
 from ssmake.backends.local.supervise import (
     CANCELLED_FILE,
@@ -32,6 +32,10 @@ class LocalBackend:
         self.grace_seconds = stop_grace_seconds(grace_seconds)
         self._jobs: dict[str, LocalExecutor] = {}
         self._logs: dict[str, LogFn] = {}
+        self._progress: dict[str, ProgressFn] = {}
+        # The last progress of each job's staging, told again to a late wait().
+        self._last_progress: dict[str, tuple[str, int, int]] = {}
+        self._progress_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
         self._results: dict[str, JobResult] = {}
         self._errors: dict[str, BaseException] = {}
@@ -49,6 +53,13 @@ class LocalBackend:
             if forward is not None:
                 forward(host, line)
 
+        def on_progress(phase: str, done: int, total: int) -> None:
+            with self._progress_lock:
+                self._last_progress[name] = (phase, done, total)
+                forward = self._progress.get(name)
+                if forward is not None:
+                    forward(phase, done, total)
+
         image = str(spec["AlgorithmSpecification"]["TrainingImage"])
         region = _configured_region()
         if region is not None:
@@ -58,6 +69,7 @@ class LocalBackend:
             self.work_dir / "runs" / name,
             venv_cache=self.work_dir / "venvs",
             on_log=on_log,
+            on_progress=on_progress,
             grace_seconds=self.grace_seconds,
             # A `local/…` label means the local interpreter; anything else is an image
             # to run in (the image service gives one only with local_docker = true).
@@ -76,15 +88,29 @@ class LocalBackend:
         thread.start()
 
     def wait(
-        self, job: str, on_log: LogFn, on_status: StatusFn, interrupt: threading.Event
+        self,
+        job: str,
+        on_log: LogFn,
+        on_status: StatusFn,
+        interrupt: threading.Event,
+        on_progress: ProgressFn | None = None,
     ) -> JobResult:
         self._logs[job] = on_log
+        with self._progress_lock:
+            if on_progress is not None:
+                self._progress[job] = on_progress
+                last = self._last_progress.get(job)
+                if last is not None:  # the staging began before this wait
+                    on_progress(*last)
         thread = self._threads[job]
         on_status("running")
         while thread.is_alive():
             if interrupt.is_set():
                 self._jobs[job].stop("interrupted")
             thread.join(timeout=0.1)
+        with self._progress_lock:
+            self._progress.pop(job, None)
+            self._last_progress.pop(job, None)
         if job in self._errors:
             raise self._errors.pop(job)
         return self._results.pop(job)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ssmake.backends import JobResult, LogFn
+from ssmake.backends import JobResult, LogFn, ProgressFn
 from ssmake.backends.local.collect import upload_results
 from ssmake.backends.local.entry_command import (
     Torchrun,
@@ -50,6 +50,7 @@ class LocalExecutor:
         *,
         venv_cache: Path,
         on_log: LogFn,
+        on_progress: ProgressFn | None = None,
         grace_seconds: float | None = None,
         python: str = sys.executable,
         docker_image: str | None = None,
@@ -60,6 +61,7 @@ class LocalExecutor:
         self.run_dir = run_dir
         self.venv_cache = venv_cache
         self.on_log = on_log
+        self.on_progress = on_progress
         self.grace_seconds = stop_grace_seconds(grace_seconds)
         self.python = python
         self._supervisor = Supervisor(
@@ -83,7 +85,7 @@ class LocalExecutor:
         failure of the user's code (that is a Failed result)."""
         supervisor = self._supervisor
         try:
-            instances, restored_state = prepare_instances(self.spec, self.run_dir)
+            instances, restored_state = prepare_instances(self.spec, self.run_dir, self.on_progress)
         except Exception:
             if supervisor.stopping.is_set():
                 return JobResult("Stopped", supervisor.reason)

@@ -14,12 +14,13 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssmake.backends import LOG_TAIL_LINES
+from ssmake.backends import LOG_TAIL_LINES, ProgressFn
 from ssmake.plan.hashcache import sha256_path
 from ssmake.plan.jobspec import JobSpec, sagemaker_param
 from ssmake.stores import ObjectInfo, Store, local_path, store_for_uri
@@ -40,6 +41,10 @@ _RECOVERY_KEYS = (
 )
 # The sha256 of each state file as restored, by its name below the state directory.
 RESTORED_FILE = "restored-state.json"
+# Channels this large report their staging ("staging inputs", bytes copied from the
+# store into the instances), at most once per PROGRESS_INTERVAL seconds and at the end.
+PROGRESS_MIN_BYTES = 1 << 20
+PROGRESS_INTERVAL = 0.1
 
 
 @dataclass
@@ -53,9 +58,12 @@ class Instance:
     reader: threading.Thread | None = None
 
 
-def prepare_instances(spec: JobSpec, run_dir: Path) -> tuple[list[Instance], dict[str, str]]:
+def prepare_instances(
+    spec: JobSpec, run_dir: Path, on_progress: ProgressFn | None = None
+) -> tuple[list[Instance], dict[str, str]]:
     """Make `run_dir` afresh, with a base directory for each instance holding its code,
-    channels and state. Returns the instances and the sha256 of each restored state file."""
+    channels and state, telling `on_progress` how far the channels' staging is. Returns
+    the instances and the sha256 of each restored state file."""
     count = int(spec["ResourceConfig"]["InstanceCount"])
     hosts = [f"algo-{i}" for i in range(1, count + 1)]
     if run_dir.exists():
@@ -70,7 +78,7 @@ def prepare_instances(spec: JobSpec, run_dir: Path) -> tuple[list[Instance], dic
         for sub in ("model", "output/data", "input/config", "state"):
             (inst.base / sub).mkdir(parents=True, exist_ok=True)
         extract(code_tar, inst.base / "code")
-    _download_channels(spec, run_dir, instances)
+    _download_channels(spec, run_dir, instances, on_progress)
     return instances, _restore_state(spec, run_dir, instances)
 
 
@@ -84,13 +92,19 @@ def _relative(key: str, prefix: str) -> str:
     return key[prefix.rfind("/") + 1 :]
 
 
-def _download_channels(spec: JobSpec, run_dir: Path, instances: list[Instance]) -> None:
+def _download_channels(
+    spec: JobSpec, run_dir: Path, instances: list[Instance], on_progress: ProgressFn | None
+) -> None:
     n = len(instances)
+    channels = []
     for channel in spec.get("InputDataConfig", []):
+        store, prefix = store_for_uri(channel["DataSource"]["S3DataSource"]["S3Uri"])
+        channels.append((channel, store, prefix, _listing(store, prefix)))
+    total = sum(o.size for *_, objects in channels for o in objects)
+    progress = _Progress(total, on_progress)
+    for channel, store, prefix, objects in channels:
         name = channel["ChannelName"]
         source = channel["DataSource"]["S3DataSource"]
-        store, prefix = store_for_uri(source["S3Uri"])
-        objects = _listing(store, prefix)
         sharded = source.get("S3DataDistributionType") == "ShardedByS3Key"
         cache = run_dir / "channels" / name
         for i, obj in enumerate(objects):
@@ -100,6 +114,7 @@ def _download_channels(spec: JobSpec, run_dir: Path, instances: list[Instance]) 
             targets = [instances[i % n]] if sharded else instances
             local = local_path(cache, rel, store.uri(obj.key))
             store.get_file(obj.key, local)
+            progress.add(obj.size)
             for inst in targets:
                 dest = inst.base / "input" / "data" / name / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +124,31 @@ def _download_channels(spec: JobSpec, run_dir: Path, instances: list[Instance]) 
                     shutil.copyfile(local, dest)
         for inst in instances:
             (inst.base / "input" / "data" / name).mkdir(parents=True, exist_ok=True)
+    progress.finish()
+
+
+class _Progress:
+    """Bytes staged so far, told when there are enough of them to wait on."""
+
+    def __init__(self, total: int, on_progress: ProgressFn | None) -> None:
+        self.total, self.done = total, 0
+        self.tell = on_progress if total >= PROGRESS_MIN_BYTES else None
+        self.last = time.monotonic()
+        self._send()
+
+    def add(self, n: int) -> None:
+        self.done = min(self.done + n, self.total)
+        if self.tell is not None and time.monotonic() - self.last >= PROGRESS_INTERVAL:
+            self._send()
+
+    def finish(self) -> None:
+        self.done = self.total
+        self._send()
+
+    def _send(self) -> None:
+        if self.tell is not None:
+            self.last = time.monotonic()
+            self.tell("staging inputs", self.done, self.total)
 
 
 def _restore_state(spec: JobSpec, run_dir: Path, instances: list[Instance]) -> dict[str, str]:

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ssmake import aws
-from ssmake.backends import JobResult, LogFn, StatusFn
+from ssmake.backends import JobResult, LogFn, ProgressFn, StatusFn
 from ssmake.backends.sagemaker.logs import LogFollower
 from ssmake.backends.sagemaker.roles import ExecutionRole, NoticeFn, print_notice
 from ssmake.errors import ConfigError
@@ -127,8 +127,14 @@ class SageMakerBackend:
                 raise
 
     def wait(
-        self, job: str, on_log: LogFn, on_status: StatusFn, interrupt: threading.Event
+        self,
+        job: str,
+        on_log: LogFn,
+        on_status: StatusFn,
+        interrupt: threading.Event,
+        on_progress: ProgressFn | None = None,
     ) -> JobResult:
+        # SageMaker copies the inputs on its own instances: no progress of ours to tell.
         follower = LogFollower(self._client("logs"), job)
         reported = 0
         status = ""
