@@ -1,5 +1,5 @@
-"""What a user sees while waiting on a download or on a local job's inputs: one
-phase line, in human units."""
+"""What a user sees while large inputs hash, a local job's inputs are staged or
+results download: one phase line each, in human units."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from conftest import ProjectDir
 
 from ssmake.backends.local import instances
 from ssmake.build import downloads
+from ssmake.plan import hashcache
 
 SSMFILE = """
 [project]
@@ -94,3 +95,26 @@ def test_a_local_job_reports_staging_its_inputs_once(
     assert result.code == 0, result.err
     phases = [ln for ln in result.err.splitlines() if "staging inputs" in ln]
     assert phases == ["ssmake: fit: staging inputs (293.0 KiB)"]
+
+
+def test_hashing_a_large_input_says_so_once_with_its_size(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hashcache, "PROGRESS_MIN_BYTES", 100_000)
+    project.ssmfile(
+        """
+        [tasks.fit]
+        entry_point = "w.py"
+        inputs.data = { path = "data" }
+        """
+    )
+    project.write("w.py", "pass\n")
+    (project.root / "data").mkdir()
+    for i in range(3):
+        (project.root / f"data/part{i}.bin").write_bytes(bytes(100_000))
+
+    result = project.run()
+
+    assert result.code == 0, result.err
+    phases = [ln for ln in result.err.splitlines() if ": hashing" in ln]
+    assert phases == ["ssmake: fit: hashing (293.0 KiB)"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ssmake.backends import BACKENDS, Backend
 from ssmake.build.inflight import holder_alive
 from ssmake.errors import ConfigError
-from ssmake.events import Reporter
+from ssmake.events import PhaseProgress, Reporter
 from ssmake.plan import layout
 from ssmake.plan.cost import Costing, costing_for
 from ssmake.plan.fingerprint import Fingerprinter, S3Lister, StateLister
@@ -82,6 +82,9 @@ class Session:
         from ssmake.build.runner import TaskRunner
 
         backend = self.backend()
+        self.fingerprinter.on_hashing = lambda task, done, total: reporter(
+            PhaseProgress(task, "hashing", done, total)
+        )
         runner = TaskRunner(
             self.project,
             self.store,

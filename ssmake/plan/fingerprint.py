@@ -29,7 +29,7 @@ from ssmake.plan.canonical import (
     upstream_outputs,
 )
 from ssmake.plan.docker_context import context_files, digest_files, relative_excludes
-from ssmake.plan.hashcache import HashCache
+from ssmake.plan.hashcache import HashCache, HashProgress
 from ssmake.plan.ignore import Entry, IgnoreMatcher, walk_path
 from ssmake.plan.shipped import Boundary, walk_input
 from ssmake.plan.snapshot import FileEntry, Snapshot, is_executable
@@ -73,9 +73,13 @@ class _Hashing:
     def __init__(self, fingerprinter: Fingerprinter, task: Task) -> None:
         self.fp = fingerprinter
         self.snapshot = Snapshot(task.name)
+        tell = fingerprinter.on_hashing
+        self.progress: HashProgress | None = (
+            None if tell is None else lambda done, total: tell(task.name, done, total)
+        )
 
     def files(self, part: tuple[str, ...], files: Mapping[str, Stated]) -> Mapping[str, str]:
-        entries = self.fp.file_entries(files)
+        entries = self.fp.file_entries(files, self.progress)
         if part[0] == "code":
             self.snapshot.code.update(entries)
         elif part[0] == "input":
@@ -113,6 +117,8 @@ class Fingerprinter:
         self.hashes = hashes
         self.s3_lister = s3_lister
         self.state_lister = state_lister
+        #: Told (task, bytes done, of total) while a task's files hash, when set.
+        self.on_hashing: Callable[[str, int, int], None] | None = None
         places = [t.output_path for t in project.tasks.values() if t.output_path]
         if not project.store.startswith("s3://") and project.store:
             places.append(project.store.removeprefix("file://"))
@@ -170,10 +176,12 @@ class Fingerprinter:
             self._recording.append((("context", str(context), tuple(sorted(exclude))), cached))
         return cached
 
-    def file_entries(self, files: Mapping[str, Stated]) -> dict[str, FileEntry]:
+    def file_entries(
+        self, files: Mapping[str, Stated], on_progress: HashProgress | None = None
+    ) -> dict[str, FileEntry]:
         """Name -> FileEntry (content hashed through the cache) of walked files."""
         stated = list(files.values())
-        digests = self.hashes.hash_files([(p, st) for st, p in stated])
+        digests = self.hashes.hash_files([(p, st) for st, p in stated], on_progress)
         shown = self.boundary.shown
         return {
             name: FileEntry(p, shown(p), st.st_size, d, is_executable(st))

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 CACHE_VERSION = 2
@@ -27,6 +27,11 @@ SMALL_FILE = 1 << 20
 # Below this many bytes of large files a thread pool costs more than it saves.
 _PARALLEL_MIN_BYTES = 4 << 20
 RACY_NS = 2_000_000_000
+# Hashing this many bytes in one call tells its progress (done, total bytes), at
+# most once per PROGRESS_INTERVAL seconds and once at the end.
+PROGRESS_MIN_BYTES = 64 << 20
+PROGRESS_INTERVAL = 0.1
+HashProgress = Callable[[int, int], None]
 
 
 def sha256_small(path: str | Path) -> str:
@@ -101,8 +106,13 @@ class HashCache:
             return entry[4]
         return None
 
-    def hash_files(self, files: Sequence[tuple[str | Path, os.stat_result]]) -> list[str]:
-        """The content hash of each (path, stat) pair, in order."""
+    def hash_files(
+        self,
+        files: Sequence[tuple[str | Path, os.stat_result]],
+        on_progress: HashProgress | None = None,
+    ) -> list[str]:
+        """The content hash of each (path, stat) pair, in order; the bytes of those
+        not in the cache count for `on_progress` when there are enough of them."""
         result: list[str | None] = []
         missing: list[int] = []
         for i, (path, st) in enumerate(files):
@@ -111,7 +121,9 @@ class HashCache:
             if cached is None:
                 missing.append(i)
         if missing:
-            digests = self._hash([files[i] for i in missing])
+            todo = [files[i] for i in missing]
+            advance = None if on_progress is None else _Throttled.over(todo, on_progress)
+            digests = self._hash(todo, advance)
             now = time.time_ns()
             for i, digest in zip(missing, digests, strict=True):
                 path, st = files[i]
@@ -123,7 +135,11 @@ class HashCache:
                     self._dirty = True
         return [r for r in result if r is not None]
 
-    def _hash(self, files: Sequence[tuple[str | Path, os.stat_result]]) -> list[str]:
+    def _hash(
+        self,
+        files: Sequence[tuple[str | Path, os.stat_result]],
+        advance: Callable[[int], None] | None,
+    ) -> list[str]:
         """Small files serially, read whole; large ones on a thread pool (hashlib
         releases the GIL while it hashes a large buffer)."""
         digests: list[str] = [""] * len(files)
@@ -131,6 +147,8 @@ class HashCache:
         for i, (path, st) in enumerate(files):
             if st.st_size < SMALL_FILE:
                 digests[i] = sha256_small(path)
+                if advance is not None:
+                    advance(st.st_size)
             else:
                 large.append(i)
         large_bytes = sum(files[i][1].st_size for i in large)
@@ -141,9 +159,13 @@ class HashCache:
                 large_digests = pool.map(sha256_path, [files[i][0] for i in large])
                 for i, d in zip(large, large_digests, strict=True):
                     digests[i] = d
+                    if advance is not None:
+                        advance(files[i][1].st_size)
         else:
             for i in large:
                 digests[i] = sha256_path(files[i][0])
+                if advance is not None:
+                    advance(files[i][1].st_size)
         return digests
 
     def save(self) -> None:
@@ -162,6 +184,29 @@ class HashCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._dirty = False
+
+
+class _Throttled:
+    """Adds up the bytes hashed and tells (done, total) now and then, and at the end."""
+
+    def __init__(self, total: int, tell: HashProgress) -> None:
+        self.total, self.done, self.tell = total, 0, tell
+        self.last = time.monotonic()
+        tell(0, total)
+
+    @classmethod
+    def over(
+        cls, files: Sequence[tuple[str | Path, os.stat_result]], tell: HashProgress
+    ) -> Callable[[int], None] | None:
+        total = sum(st.st_size for _, st in files)
+        return cls(total, tell).add if total >= PROGRESS_MIN_BYTES else None
+
+    def add(self, n: int) -> None:
+        self.done = min(self.done + n, self.total)
+        now = time.monotonic()
+        if self.done == self.total or now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            self.tell(self.done, self.total)
 
 
 def _unchanged(path: str | Path, st: os.stat_result) -> bool:
