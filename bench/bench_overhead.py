@@ -46,12 +46,12 @@ def main() -> None:
         (root / "Ssmfile.toml").write_text(ssmfile(args.tasks))
         chain = " && ".join(f"{sys.executable} t{i}.py" for i in range(args.tasks))
         direct_cmd = ["sh", "-c", chain]
-        if run_once([ssmake, "-q"], root)[2] != 0:
+        if run_once([ssmake, "-q"], root)[1] != 0:
             sys.exit("the first build failed")
         direct, built, noop = [], [], []
         for _ in range(args.runs):
             direct.append(run_once(direct_cmd, root)[0])
-            seconds, _rss, code = run_once([ssmake, "-B", "-q"], root)
+            seconds, code = run_once([ssmake, "-B", "-q"], root)
             if code != 0:
                 sys.exit("a build failed")
             built.append(seconds)

@@ -15,28 +15,39 @@ from pathlib import Path
 
 @dataclass
 class Runs:
-    """Wall-clock seconds and peak RSS (KiB) of each run of one command."""
+    """Wall-clock seconds of each run of one command, and its peak RSS (MiB)."""
 
     seconds: list[float] = field(default_factory=list)
-    max_rss_kib: list[int] = field(default_factory=list)
+    peak_mib: float | None = None
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.seconds) * 1000
 
-    @property
-    def peak_mib(self) -> float:
-        return max(self.max_rss_kib) / 1024
 
-
-def run_once(cmd: Sequence[str], cwd: Path | None = None) -> tuple[float, int, int]:
-    """(seconds, peak RSS in KiB, exit code) of one run, output discarded."""
+def run_once(cmd: Sequence[str], cwd: Path | None = None) -> tuple[float, int]:
+    """(seconds, exit code) of one run, output discarded."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss, proc.returncode
+    code = subprocess.call(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start, code
+
+
+def peak_rss_mib(cmd: Sequence[str], cwd: Path | None = None) -> float | None:
+    """The peak RSS of one run, measured by GNU time (a child's own rusage would
+    count the pages of the benchmark process it was forked from); None without it."""
+    gnu_time = shutil.which("time", path="/usr/bin:/bin")
+    if gnu_time is None:
+        return None
+    done = subprocess.run(
+        [gnu_time, "-f", "%M", *cmd],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    lines = done.stderr.strip().splitlines()
+    return int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else None
 
 
 def alternate(
@@ -47,10 +58,11 @@ def alternate(
     results = {name: Runs() for name in commands}
     for round_ in range(runs + 1):
         for name, cmd in commands.items():
-            seconds, rss, _code = run_once(cmd, cwd)
+            seconds, _code = run_once(cmd, cwd)
             if round_:
                 results[name].seconds.append(seconds)
-                results[name].max_rss_kib.append(rss)
+    for name, cmd in commands.items():
+        results[name].peak_mib = peak_rss_mib(cmd, cwd)
     return results
 
 
@@ -59,7 +71,7 @@ def report(results: Mapping[str, Runs], baseline: str, *, rss: bool = False) -> 
     base = results[baseline].median_ms
     width = max(len(name) for name in results)
     for name, r in results.items():
-        extra = f"  peak RSS {r.peak_mib:5.1f} MiB" if rss else ""
+        extra = f"  peak RSS {r.peak_mib:5.1f} MiB" if rss and r.peak_mib is not None else ""
         print(
             f"{name:<{width}}  {r.median_ms:9.1f} ms  {r.median_ms / base:6.2f}x {baseline}{extra}"
         )

@@ -28,8 +28,9 @@ from ssmake.errors import ConfigError, SsmakeError, TaskFailed
 from ssmake.events import Reporter
 from ssmake.plan import layout
 from ssmake.plan.planner import TaskPlan
-from ssmake.project.model import BACKEND_NAMES, Task
 from ssmake.project.model import Project as ProjectModel
+from ssmake.project.model import Task
+from ssmake.project.names import BACKEND_NAMES
 
 if TYPE_CHECKING:
     from ssmake.build.session import Session
@@ -283,7 +284,7 @@ class Project:
         task has no result yet.
         """
         from ssmake.build.downloads import download_results
-        from ssmake.project.model import DOWNLOAD_KINDS
+        from ssmake.project.names import DOWNLOAD_KINDS
 
         bad = [kind for kind in kinds if kind not in DOWNLOAD_KINDS]
         if bad:

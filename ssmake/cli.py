@@ -15,7 +15,7 @@ from ssmake.errors import (
     EXIT_OK,
     SsmakeError,
 )
-from ssmake.project.reserved import COMMANDS
+from ssmake.project.names import COMMANDS
 
 __all__ = ["COMMANDS", "main"]
 
@@ -162,6 +162,7 @@ def _epilog() -> str:
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
+    from ssmake.ui.width import help_formatter
     from ssmake.version import __version__
 
     parser = argparse.ArgumentParser(
@@ -169,11 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="make for SageMaker training jobs: run only the tasks whose code, "
         "image, inputs or parameters changed, upstream first.",
         epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=help_formatter(argparse.RawDescriptionHelpFormatter),
     )
     parser.add_argument("--version", action="version", version=f"ssmake {__version__}")
     _common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    formatter = help_formatter(argparse.HelpFormatter)
+
+    class Subparser(argparse.ArgumentParser):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", formatter)
+            super().__init__(**kwargs)
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Subparser)
 
     run = sub.add_parser("run", help="build targets and what they need (the default)")
     _common(run)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __all__ = ["SageMakerProject"]
+
+TYPE_CHECKING = False  # not typing's: `ssm --help` imports this package
 
 if TYPE_CHECKING:
     from ssmake.compat.project import SageMakerProject
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # Lazy, so that importing `ssmake.compat.cli` (and `ssm --help`) loads no engine.
     if name == "SageMakerProject":
         from ssmake.compat.project import SageMakerProject

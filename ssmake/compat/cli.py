@@ -8,13 +8,13 @@ matches its last completed run is not run again.
 from __future__ import annotations
 
 import sys
-import traceback
-from collections.abc import Sequence
-from pathlib import Path
 
-from ssmake.compat.flags import PROG, UsageError
-from ssmake.compat.mapping import task_from_args
+from ssmake.compat.flags import PROG, UsageError, build_parser
 from ssmake.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SsmakeError
+
+TYPE_CHECKING = False  # not typing's: `ssm --help` imports this module
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main"]
 
@@ -33,9 +33,17 @@ NO_CREDENTIALS_HINT = (
 
 def run(argv: Sequence[str]) -> int:
     """Parse `argv`, build its task, and say how it ended on stdout."""
+    if "-h" in argv or "--help" in argv:
+        # The help (or the flag error before it), then SystemExit: as task_from_args
+        # parses, without importing the mapping and the task model.
+        build_parser().parse_known_args(argv[1:] if argv[:1] == ["run"] else argv)
+    from pathlib import Path
+
+    from ssmake.compat.mapping import task_from_args
+
     root = Path.cwd()
     project_name, task, options = task_from_args(argv, root=root)
-    # After parsing: `ssm --help` and flag errors need none of the engine.
+    # After parsing: flag errors need none of the engine.
     from ssmake.api import Project
 
     for warning in options.warnings:
@@ -83,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted; no marker was written for an unfinished task", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:
+        import traceback
+
         traceback.print_exc()
         print(
             f"{PROG}: internal error (a bug in ssmake): please report it with the traceback above",

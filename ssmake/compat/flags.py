@@ -8,11 +8,15 @@ turns what they parse into a task.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import Any, NoReturn
 
 from ssmake.errors import ConfigError
-from ssmake.project.model import BACKEND_NAMES, DISTRIBUTIONS, FRAMEWORKS
+from ssmake.project.names import BACKEND_NAMES, DISTRIBUTIONS, FRAMEWORKS
+from ssmake.ui.width import help_formatter
+
+TYPE_CHECKING = False  # not typing's: `ssm --help` loads this module
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, NoReturn
 
 __all__ = ["DOWNLOAD_FLAGS", "PROG", "UsageError", "build_parser"]
 
@@ -74,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "code, image, inputs and parameters is not run again.",
         epilog="Any other --NAME VALUE pair is passed to the job as hyperparameter NAME "
         "(numbers and true/false as such, anything else as a string), e.g. --epochs 10.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=help_formatter(argparse.ArgumentDefaultsHelpFormatter),
         allow_abbrev=False,  # an abbreviation would swallow a hyperparameter (--task 1)
     )
     parser.add_argument("--project_name", "-p", required=True, help="Project name.")

@@ -20,7 +20,8 @@ from typing import Any
 
 from ssmake.compat.flags import DOWNLOAD_FLAGS, UsageError, build_parser
 from ssmake.errors import ConfigError
-from ssmake.project.model import TASK_OUTPUTS, Task
+from ssmake.project.model import Task
+from ssmake.project.names import TASK_OUTPUTS
 
 __all__ = ["SsmOptions", "task_from_args"]
 

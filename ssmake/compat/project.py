@@ -30,7 +30,8 @@ from ssmake.build.engine import Outcome
 from ssmake.compat.params import CodeParams, ImageParams, InstanceParams, image_task, run_task
 from ssmake.errors import ConfigError
 from ssmake.events import Reporter
-from ssmake.project.model import DISTRIBUTIONS, TASK_OUTPUTS, Task
+from ssmake.project.model import Task
+from ssmake.project.names import DISTRIBUTIONS, TASK_OUTPUTS
 
 __all__ = ["CodeParams", "ImageParams", "InstanceParams", "SageMakerProject"]
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from ssmake.errors import ConfigError
 from ssmake.project import matrix, schema
-from ssmake.project.model import BACKEND_NAMES, Project, Task
+from ssmake.project.model import Project, Task
+from ssmake.project.names import BACKEND_NAMES
 from ssmake.project.paths import check_output_paths
 from ssmake.project.task_table import TASK_KEYS, Ref, task_from_table
 from ssmake.project.tomlpos import KeyPath, Locator

@@ -14,12 +14,6 @@ TaskOutput = Literal["model", "output", "state"]
 Completion = Literal["job", "marked"]
 DownloadKind = Literal["model", "output", "state", "logs"]
 
-DISTRIBUTIONS: tuple[str, ...] = ("FullyReplicated", "ShardedByS3Key")
-TASK_OUTPUTS: tuple[str, ...] = ("model", "output", "state")
-COMPLETIONS: tuple[str, ...] = ("job", "marked")
-DOWNLOAD_KINDS: tuple[str, ...] = ("model", "output", "state", "logs")
-BACKEND_NAMES: tuple[str, ...] = ("local", "sagemaker")
-FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow")
 # The `distribution` strategies, as the SageMaker SDK's estimators name them, and
 # the keys each takes besides `enabled`.
 DISTRIBUTION_STRATEGIES: dict[str, tuple[str, ...]] = {

@@ -13,12 +13,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ssmake.errors import ConfigError
-from ssmake.project.model import (
-    COMPLETIONS,
-    DISTRIBUTION_STRATEGIES,
-    DOWNLOAD_KINDS,
-    FRAMEWORKS,
-)
+from ssmake.project.model import DISTRIBUTION_STRATEGIES
+from ssmake.project.names import COMPLETIONS, DOWNLOAD_KINDS, FRAMEWORKS
 from ssmake.project.tomlpos import KeyPath, Locator, format_key
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

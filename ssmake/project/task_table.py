@@ -20,8 +20,8 @@ from typing import Any
 
 from ssmake.project import limits, schema
 from ssmake.project.matrix import group_of
-from ssmake.project.model import DISTRIBUTIONS, TASK_OUTPUTS, Image, Input, Task
-from ssmake.project.reserved import COMMANDS
+from ssmake.project.model import Image, Input, Task
+from ssmake.project.names import COMMANDS, DISTRIBUTIONS, TASK_OUTPUTS
 from ssmake.project.tomlpos import KeyPath
 
 # Task names that would read as a subcommand on the command line.
