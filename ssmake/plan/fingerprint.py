@@ -33,7 +33,7 @@ from ssmake.plan.hashcache import HashCache, HashProgress
 from ssmake.plan.ignore import Entry, IgnoreMatcher, walk_path
 from ssmake.plan.shipped import Boundary, walk_input
 from ssmake.plan.snapshot import FileEntry, Snapshot, is_executable
-from ssmake.plan.statdigest import StatDigest, Walk
+from ssmake.plan.statdigest import StatDigest, Walk, walk_record
 from ssmake.project.model import Input, Project, Task
 from ssmake.project.paths import relative_to_root
 
@@ -349,4 +349,4 @@ class Fingerprinter:
             walks = self._recording
         finally:
             self._recording = None
-        return StatDigest(canonical_json(skeleton), walks)
+        return StatDigest(canonical_json(skeleton), [(w, walk_record(w, e)) for w, e in walks])

@@ -24,15 +24,14 @@ from pathlib import Path
 from ssmake.plan.docker_context import context_files
 from ssmake.plan.ignore import IgnoreMatcher, walk_path
 from ssmake.plan.shipped import walk_input
-from ssmake.plan.statdigest import StatDigest, marker_hash
+from ssmake.plan.statdigest import StatDigest, marker_hash, walk_record
 
 TYPE_CHECKING = False  # not typing's: importing it would cost this module's every run
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from ssmake.plan.ignore import Entry
-    from ssmake.plan.statdigest import Walk
+    from ssmake.plan.statdigest import Walk, WalkRecord
 
 VERSION = 2
 SNAPSHOT = "check.json"
@@ -161,21 +160,24 @@ def _halves(tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dic
 
 
 def _tasks_hold(tasks: list[dict[str, Any]], matcher: IgnoreMatcher) -> bool:
-    walked: dict[Walk, list[Entry]] = {}
+    # Each walk's record, not its entries: at 100,000 files the stat results alone
+    # would be most of the process's memory.
+    walked: dict[Walk, WalkRecord] = {}
     for task in tasks:
         walks = []
         for kind, path, exclude in task["walks"]:
             walk: Walk = (kind, path, tuple(exclude))
-            entries = walked.get(walk)
-            if entries is None:
+            record = walked.get(walk)
+            if record is None:
                 if kind == "tree":
                     entries = walk_path(Path(path), matcher)
                 elif kind == "data":
                     entries = walk_input(Path(path), exclude, None)
                 else:
                     entries = context_files(Path(path), frozenset(exclude))
-                walked[walk] = entries
-            walks.append((walk, entries))
+                record = walked[walk] = walk_record(walk, entries)
+                del entries
+            walks.append((walk, record))
         if StatDigest(task["skeleton"].encode(), walks).value != task["stat"]:
             return False
         with open(task["marker"], "rb") as f:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 VERSION = 1
 #: What one task's stat digest walked, in order: ("tree" | "context", root, exclude).
 Walk = tuple[str, str, tuple[str, ...]]
+#: One walk as a stat digest keeps it: see `walk_record`.
+WalkRecord = tuple[bytes, int, int]
 
 _IDENTITY = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
 _MTIME = attrgetter("st_mtime_ns")
@@ -45,22 +47,31 @@ class StatDigest:
 
     __slots__ = ("files", "settled", "skeleton", "value", "walks")
 
-    def __init__(self, skeleton: bytes, walks: list[tuple[Walk, list[Entry]]]) -> None:
+    def __init__(self, skeleton: bytes, walks: list[tuple[Walk, WalkRecord]]) -> None:
         self.skeleton = skeleton
-        self.walks = [walk for walk, _entries in walks]
-        self.files = sum(len(entries) for _walk, entries in walks)
+        self.walks = [walk for walk, _record in walks]
+        self.files = sum(count for _walk, (_blob, _newest, count) in walks)
         h = hashlib.sha256(skeleton)
         newest = 0
-        for (kind, root, _exclude), entries in walks:
-            stats = list(map(_STAT, entries))
-            names = list(map(_REL, entries))
-            # marshal version 2 has no back-references: equal values give equal bytes.
-            h.update(marshal.dumps((kind, root, names, list(map(_IDENTITY, stats))), 2))
-            if stats:
-                newest = max(newest, max(map(_MTIME, stats)), max(map(_CTIME, stats)))
+        for _walk, (blob, walk_newest, _count) in walks:
+            h.update(blob)
+            newest = max(newest, walk_newest)
         self.value = h.hexdigest()
         # A file changed within a clock tick of its stat could keep its size and times.
         self.settled = time.time_ns() - newest > RACY_NS
+
+
+def walk_record(walk: Walk, entries: list[Entry]) -> WalkRecord:
+    """What a stat digest keeps of one walk: its files' names and identities as
+    bytes, the newest of their mtimes and ctimes, and how many there were (a few
+    dozen bytes a file, where the entries hold a stat_result each)."""
+    kind, root, _exclude = walk
+    stats = list(map(_STAT, entries))
+    names = list(map(_REL, entries))
+    # marshal version 2 has no back-references: equal values give equal bytes.
+    blob = marshal.dumps((kind, root, names, list(map(_IDENTITY, stats))), 2)
+    newest = max(max(map(_MTIME, stats)), max(map(_CTIME, stats))) if stats else 0
+    return blob, newest, len(entries)
 
 
 def marker_hash(raw: bytes) -> str:
