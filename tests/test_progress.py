@@ -30,6 +30,7 @@ Path(os.environ["SM_MODEL_DIR"], "weights").write_bytes(os.urandom(200_000))
 @pytest.fixture
 def big_model(project: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> ProjectDir:
     monkeypatch.setattr(downloads, "PROGRESS_MIN_BYTES", 100_000)
+    monkeypatch.setattr(downloads, "PROGRESS_INTERVAL", 0.0)  # every file tells
     project.ssmfile(SSMFILE)
     project.write("train.py", TRAIN)
     return project
@@ -78,6 +79,7 @@ def test_a_local_job_reports_staging_its_inputs_once(
     project: ProjectDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(instances, "PROGRESS_MIN_BYTES", 100_000)
+    monkeypatch.setattr(instances, "PROGRESS_INTERVAL", 0.0)
     project.ssmfile(
         """
         [tasks.fit]
@@ -101,6 +103,7 @@ def test_hashing_a_large_input_says_so_once_with_its_size(
     project: ProjectDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hashcache, "PROGRESS_MIN_BYTES", 100_000)
+    monkeypatch.setattr(hashcache, "PROGRESS_INTERVAL", 0.0)
     project.ssmfile(
         """
         [tasks.fit]

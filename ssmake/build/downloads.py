@@ -147,7 +147,7 @@ class _Progress:
     def __init__(self, task: str, total: int, report: Reporter | None) -> None:
         self.task, self.total, self.done = task, total, 0
         self.report = report if total >= PROGRESS_MIN_BYTES else None
-        self.last = time.monotonic()
+        self.last, self.sent = time.monotonic(), -1
         self._send()
 
     def add(self, n: int) -> None:
@@ -160,8 +160,8 @@ class _Progress:
         self._send()
 
     def _send(self) -> None:
-        if self.report is not None:
-            self.last = time.monotonic()
+        if self.report is not None and self.done != self.sent:  # once per amount
+            self.last, self.sent = time.monotonic(), self.done
             self.report(PhaseProgress(self.task, "downloading", self.done, self.total))
 
 

@@ -133,7 +133,7 @@ class _Progress:
     def __init__(self, total: int, on_progress: ProgressFn | None) -> None:
         self.total, self.done = total, 0
         self.tell = on_progress if total >= PROGRESS_MIN_BYTES else None
-        self.last = time.monotonic()
+        self.last, self.sent = time.monotonic(), -1
         self._send()
 
     def add(self, n: int) -> None:
@@ -146,8 +146,8 @@ class _Progress:
         self._send()
 
     def _send(self) -> None:
-        if self.tell is not None:
-            self.last = time.monotonic()
+        if self.tell is not None and self.done != self.sent:  # once per amount
+            self.last, self.sent = time.monotonic(), self.done
             self.tell("staging inputs", self.done, self.total)
 
 
