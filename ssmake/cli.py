@@ -249,6 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="create an example Ssmfile.toml and worker")
     _common(init)
 
+    gc = sub.add_parser("gc", help="free the store of job results nothing refers to")
+    _common(gc)
+    gc.add_argument(
+        "--keep",
+        type=int,
+        default=3,
+        metavar="N",
+        help="keep each task's N most recent runs (default 3); its marker's job always stays",
+    )
+    gc.add_argument(
+        "-n", "--dry-run", action="store_true", help="say what would go; remove nothing"
+    )
+
     cancel = sub.add_parser("cancel", help="stop a task's running job")
     _common(cancel)
     cancel.add_argument("task")

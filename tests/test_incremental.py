@@ -350,7 +350,9 @@ def test_clean_removes_synced_inputs_and_with_state_the_state(inc: ProjectDir) -
     result = inc.run("clean", "a", "--state")
 
     assert result.code == 0
-    assert "a: removed marker, run records and synced inputs and state" in result.err
+    assert "a: removed the marker, 1 run record(s) (" in result.err
+    assert "synced input file(s) (" in result.err and "1 state file(s) (1 B)" in result.err
+    assert "the jobs' outputs stay until 'ssmake gc'" in result.err
     assert not inc.store("inc", "a", "input").exists()
     assert not inc.store("inc", "a", "state").exists()
     assert launched(inc.run()) == ["a", "b"]

@@ -10,6 +10,7 @@ from ssmake.commands import common
 from ssmake.errors import EXIT_OK
 from ssmake.plan import layout
 from ssmake.project.graph import resolve
+from ssmake.ui.lines import human_size
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,14 +21,31 @@ def run(args: argparse.Namespace) -> int:
     )
     store = session.store
     proj = session.project.name
+    total = 0
     for name in names:
-        store.delete_prefix(layout.task_prefix(proj, name) + "runs/")
-        store.delete(layout.marker_key(proj, name))
-        # The synced inputs and their sync manifests: the next run uploads afresh.
-        store.delete_prefix(layout.input_prefix(proj, name))
-        what = "marker, run records and synced inputs"
+        parts = [
+            ("run record(s)", layout.task_prefix(proj, name) + "runs/"),
+            # The synced inputs and their sync manifests: the next run uploads afresh.
+            ("synced input file(s)", layout.input_prefix(proj, name)),
+        ]
         if args.state:
-            store.delete_prefix(layout.state_prefix(proj, name))
-            what += " and state"
-        print(f"{name}: removed {what}", file=sys.stderr)
+            parts.append(("state file(s)", layout.state_prefix(proj, name)))
+        removed = []
+        marker = store.info(layout.marker_key(proj, name))
+        if marker is not None:
+            store.delete(marker.key)
+            removed.append("the marker")
+            total += marker.size
+        for what, prefix in parts:
+            objects = list(store.list(prefix))
+            size = sum(o.size for o in objects)
+            store.delete_prefix(prefix)
+            if objects:
+                removed.append(f"{len(objects)} {what} ({human_size(size)})")
+                total += size
+        print(f"{name}: removed {', '.join(removed) or 'nothing (no result)'}", file=sys.stderr)
+    print(
+        f"ssmake: removed {human_size(total)}; the jobs' outputs stay until 'ssmake gc'",
+        file=sys.stderr,
+    )
     return EXIT_OK

@@ -11,6 +11,7 @@ COMMANDS: tuple[str, ...] = (
     "watch",
     "download",
     "clean",
+    "gc",
     "init",
     "cancel",
     "completion",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -128,6 +129,9 @@ class LocalExecutor:
         max_run = float(self.spec["StoppingCondition"]["MaxRuntimeInSeconds"])
         result = supervisor.wait(max_run)
         upload_results(self.spec, self.run_dir, instances, result, restored_state)
+        # Its outputs, state and logs are in the store: the run directory (a copy of
+        # every input) is only disk used.
+        shutil.rmtree(self.run_dir, ignore_errors=True)
         return result
 
     def _torchrun(

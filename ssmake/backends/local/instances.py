@@ -106,22 +106,18 @@ def _download_channels(
         name = channel["ChannelName"]
         source = channel["DataSource"]["S3DataSource"]
         sharded = source.get("S3DataDistributionType") == "ShardedByS3Key"
-        cache = run_dir / "channels" / name
         for i, obj in enumerate(objects):
             rel = _relative(obj.key, prefix)
             if not rel:
                 continue
             targets = [instances[i % n]] if sharded else instances
-            local = local_path(cache, rel, store.uri(obj.key))
-            store.get_file(obj.key, local)
-            progress.add(obj.size)
             for inst in targets:
-                dest = inst.base / "input" / "data" / name / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(local, dest)
-                except OSError:
-                    shutil.copyfile(local, dest)
+                # A copy of its own for each instance (copy-on-write where the file
+                # system can), never a link: a job writing to its input changes
+                # neither the store nor another instance's input.
+                dest = local_path(inst.base / "input" / "data" / name, rel, store.uri(obj.key))
+                store.get_file(obj.key, dest)
+            progress.add(obj.size)
         for inst in instances:
             (inst.base / "input" / "data" / name).mkdir(parents=True, exist_ok=True)
     progress.finish()
