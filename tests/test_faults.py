@@ -153,6 +153,7 @@ PERSISTENT = [
     ("code upload", "throttle", "AWS is throttling requests (SlowDown) even after retries"),
     ("job fetching its inputs", "reset", "cannot download"),
     ("marker write", "503", "cannot write s3://faulty/demo/train/ssmake.json"),
+    ("job uploading its model", "503", "model.tar.gz"),
 ]
 
 
@@ -174,8 +175,9 @@ def test_a_persistent_fault_fails_clearly_and_marks_nothing(
 
     result = demo.run()
 
-    assert result.code in (1, 2), result.err
+    assert result.code == 1, result.err
     assert message in result.err
+    assert result.err.count("FAILED") == 1, result.err  # reported once, with its cause
     assert "Traceback" not in result.err
     assert len(proxy.requests(method, path)) >= 2  # it was retried before giving up
     assert s3_marker(aws) is None

@@ -140,9 +140,8 @@ class Engine:
                     done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                     for future in done:
                         name = running.pop(future)
-                        outcome = future.result()
+                        outcome, markers[name] = self._settle(future.result())
                         outcomes[name] = outcome
-                        markers[name] = self.planner.read_marker(name)
                         if self.budget is not None:
                             ran = outcome.status in ("done", "failed")
                             self.budget.settle(name, ran, markers[name])
@@ -158,6 +157,20 @@ class Engine:
         for name in names:
             outcomes.setdefault(name, Outcome(name, "skipped", message="not started"))
         return BuildResult([outcomes[n] for n in names], interrupted or self.interrupt.is_set())
+
+    def _settle(self, outcome: Outcome) -> tuple[Outcome, Marker | None]:
+        """A finished task's outcome and the marker its downstream tasks build on. A
+        completed task whose marker cannot be read back (the store went away
+        meanwhile) failed: said once, as that task's failure, not as the build's."""
+        if outcome.status not in _USABLE:
+            return outcome, None
+        try:
+            return outcome, self.planner.read_marker(outcome.task)
+        except SsmakeError as e:
+            self.report(TaskFailedEvent(outcome.task, outcome.job, e.message))
+            failed = Outcome(outcome.task, "failed", outcome.fingerprint, outcome.job)
+            failed.message = e.message
+            return failed, None
 
     def _drain(self, running: dict[Future[Outcome], str], outcomes: dict[str, Outcome]) -> None:
         """Wait for the running tasks to stop after an interrupt, saying what is done
@@ -253,3 +266,4 @@ class Engine:
 # How many times a task is planned again when its files change while it is staged.
 _REPLANS = 2
 _UNUSABLE = ("failed", "cancelled", "blocked", "skipped", "interrupted")
+_USABLE = ("up-to-date", "restored", "done")
