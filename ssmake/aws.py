@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ssmake.errors import BackendError, SsmakeError
+from ssmake.errors import EXIT_USAGE, BackendError, SsmakeError
 
 EventHandler = Callable[..., Any]
 T = TypeVar("T")
@@ -204,14 +204,17 @@ def translate(
         | bx.UnauthorizedSSOTokenError
         | bx.SSOTokenLoadError,
     ):
-        return kind(f"{what}: no usable AWS credentials ({error}); {_CREDENTIALS_HELP}")
+        message = f"{what}: no usable AWS credentials ({error}); {_CREDENTIALS_HELP}"
+        return kind(message, EXIT_USAGE, setup=True)
     if isinstance(error, bx.ProfileNotFound):
         return kind(
             f"{what}: {error}; check AWS_PROFILE and the profiles in ~/.aws/config "
-            "(`aws configure list-profiles`)"
+            "(`aws configure list-profiles`)",
+            EXIT_USAGE,
+            setup=True,
         )
     if isinstance(error, bx.NoRegionError):
-        return kind(f"{what}: no AWS region is configured: {_REGION_HELP}")
+        return kind(f"{what}: no AWS region is configured: {_REGION_HELP}", EXIT_USAGE, setup=True)
     if isinstance(
         error,
         bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ConnectionClosedError,

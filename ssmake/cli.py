@@ -4,18 +4,17 @@ subcommand. Errors become messages and exit codes here, and only here."""
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import sys
 
 from ssmake.errors import (
-    EXIT_FAILED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     SsmakeError,
 )
 from ssmake.project.names import COMMANDS
+from ssmake.termination import quiet_broken_pipe, terminate_like_ctrl_c
 
 __all__ = ["COMMANDS", "main"]
 
@@ -25,7 +24,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
-    from types import FrameType
     from typing import Any
 
     Handler = Callable[[argparse.Namespace], int]
@@ -338,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else 2
     received: list[int] = []
-    previous = _terminate_like_ctrl_c(received)
+    previous = terminate_like_ctrl_c(received)
     try:
         code = _handle(args)
     finally:
@@ -356,7 +354,7 @@ def _handle(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         return code
     except BrokenPipeError:
-        return _quiet_broken_pipe()
+        return quiet_broken_pipe()
     except SsmakeError as e:
         print(f"ssmake: error: {e.message}", file=sys.stderr)
         return e.exit_code
@@ -372,41 +370,6 @@ def _handle(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a CI time-out) or SIGHUP (a closed terminal): handled as Ctrl-C is."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate_like_ctrl_c(received: list[int]) -> dict[int, Any]:
-    """Make SIGTERM and SIGHUP raise `Terminated` in the main thread, as SIGINT raises
-    KeyboardInterrupt: jobs are stopped, claims released. Each signal is appended to
-    `received`, to exit with 128 + the first. Returns the handlers to put back."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        raise Terminated(signum)
-
-    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-
-def _quiet_broken_pipe() -> int:
-    """Whoever read our output (`ssmake status | head`) is gone: stop quietly with
-    exit 1, as rich does when it meets the closed pipe first, and never write to the
-    pipe again (not even when flushing at exit)."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass  # not a real file (a test's capture): nothing flushes it at exit
-    return EXIT_FAILED
 
 
 if __name__ == "__main__":

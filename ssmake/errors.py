@@ -14,9 +14,12 @@ class SsmakeError(Exception):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, exit_code: int | None = None, *, setup: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        #: The user's environment must be fixed (AWS credentials, profile, region): a
+        #: build whose task fails for it exits 2, as for a bad Ssmfile.
+        self.setup = setup
         if exit_code is not None:
             self.exit_code = exit_code
 

@@ -130,8 +130,9 @@ def _model_files(project: ProjectDir) -> dict[str, str]:
 
 
 def test_torch_distributed_runs_under_torchrun_and_the_ranks_meet(
-    project: ProjectDir, tmp_path: Path, fake_torchrun: Path
+    project: ProjectDir, tmp_path: Path, fake_torchrun: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SSMAKE_KEEP_RUN_DIRS", "1")  # its instances' files are compared below
     out = tmp_path / "seen"
     out.mkdir()
     project.write("train.py", RENDEZVOUS)

@@ -13,7 +13,14 @@ from ssmake.backends import Backend
 from ssmake.build.budget import Budget
 from ssmake.build.inflight import Retry
 from ssmake.build.runner import TaskRunner
-from ssmake.errors import SsmakeError, TaskCancelled, TaskFailed
+from ssmake.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SsmakeError,
+    TaskCancelled,
+    TaskFailed,
+)
 from ssmake.events import (
     BuildStarted,
     BuildStopping,
@@ -47,6 +54,9 @@ class Outcome:
     message: str = ""
     # What the job cost (a done task's marker's "billing").
     billing: dict[str, Any] | None = None
+    #: A failed task's exit code: 2 when the failure is the user's setup to fix
+    #: (credentials, configuration), else 1.
+    exit_code: int = EXIT_FAILED
 
 
 @dataclass
@@ -57,6 +67,12 @@ class BuildResult:
     @property
     def failed(self) -> bool:
         return any(o.status in ("failed", "cancelled", "blocked") for o in self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        """0, else the highest exit code of the failures (2: the setup is at fault)."""
+        failures = [o for o in self.outcomes if o.status in ("failed", "cancelled", "blocked")]
+        return max((o.exit_code for o in failures), default=EXIT_OK)
 
 
 class Engine:
@@ -169,7 +185,7 @@ class Engine:
         except SsmakeError as e:
             self.report(TaskFailedEvent(outcome.task, outcome.job, e.message))
             failed = Outcome(outcome.task, "failed", outcome.fingerprint, outcome.job)
-            failed.message = e.message
+            failed.message, failed.exit_code = e.message, _exit_code(e)
             return failed, None
 
     def _drain(self, running: dict[Future[Outcome], str], outcomes: dict[str, Outcome]) -> None:
@@ -253,7 +269,7 @@ class Engine:
                 return Outcome(name, "failed", job=e.job, message=e.message + tail)
             except SsmakeError as e:
                 self.report(TaskFailedEvent(name, None, e.message))
-                return Outcome(name, "failed", message=e.message)
+                return Outcome(name, "failed", message=e.message, exit_code=_exit_code(e))
             except OSError as e:
                 # Not translated where it arose (the run directory, the work dir): still
                 # this task's failure, said plainly, not a crash of the build.
@@ -267,3 +283,9 @@ class Engine:
 _REPLANS = 2
 _UNUSABLE = ("failed", "cancelled", "blocked", "skipped", "interrupted")
 _USABLE = ("up-to-date", "restored", "done")
+
+
+def _exit_code(error: SsmakeError) -> int:
+    """A failed task's code: 2 when the user's environment is at fault (credentials,
+    profile, region), else 1."""
+    return EXIT_USAGE if error.setup else EXIT_FAILED

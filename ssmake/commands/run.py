@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             f"(spent {usd(budget.spent if budget else 0.0)})",
             file=sys.stderr,
         )
-    return EXIT_FAILED if result.failed or refused else EXIT_OK
+    return EXIT_FAILED if refused and not result.failed else result.exit_code
 
 
 def _runs(plan: TaskPlan) -> bool:

@@ -40,6 +40,9 @@ from ssmake.backends.local.venvs import python_for_requirements
 from ssmake.errors import TaskFailed
 from ssmake.plan.jobspec import JobSpec, sagemaker_param
 
+#: Set (to anything) to keep each job's run directory under .ssmake/cache/runs/.
+KEEP_RUN_DIRS = "SSMAKE_KEEP_RUN_DIRS"
+
 
 class LocalExecutor:
     """Executes one JobSpec; `stop()` may be called from another thread."""
@@ -130,8 +133,9 @@ class LocalExecutor:
         result = supervisor.wait(max_run)
         upload_results(self.spec, self.run_dir, instances, result, restored_state)
         # Its outputs, state and logs are in the store: the run directory (a copy of
-        # every input) is only disk used.
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        # every input) is only disk used, unless kept to look into.
+        if not os.environ.get(KEEP_RUN_DIRS):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
         return result
 
     def _torchrun(
