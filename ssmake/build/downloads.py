@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from ssmake.errors import EXIT_FAILED, EXIT_USAGE, StoreError
 from ssmake.events import PhaseProgress, Reporter
 from ssmake.plan import layout
+from ssmake.progress import Throttled
 from ssmake.stores import Store, local_path
 from ssmake.stores.extract import extract
 
@@ -100,7 +100,14 @@ def _download(
     tarballs = [outputs.get(k) for k in kinds if k in ("model", "output")]
     total = sum(int(t.get("size") or 0) for t in tarballs if isinstance(t, dict))
     total += sum(obj.size for objs in listed.values() for obj in objs)
-    progress = _Progress(task, total, report)
+    progress = Throttled(
+        total,
+        None
+        if report is None
+        else lambda done, whole: report(PhaseProgress(task, "downloading", done, whole)),
+        min_bytes=PROGRESS_MIN_BYTES,
+        interval=PROGRESS_INTERVAL,
+    )
     with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp_name:
         tmp = Path(tmp_name)
         for kind in kinds:
@@ -139,30 +146,6 @@ def _download(
     stamp.write_text(json.dumps({"dest": str(dest.resolve()), "job": job}))
     progress.finish()
     return written
-
-
-class _Progress:
-    """Bytes downloaded so far, reported when the download is large enough to wait on."""
-
-    def __init__(self, task: str, total: int, report: Reporter | None) -> None:
-        self.task, self.total, self.done = task, total, 0
-        self.report = report if total >= PROGRESS_MIN_BYTES else None
-        self.last, self.sent = time.monotonic(), -1
-        self._send()
-
-    def add(self, n: int) -> None:
-        self.done = min(self.done + n, self.total)
-        if self.report is not None and time.monotonic() - self.last >= PROGRESS_INTERVAL:
-            self._send()
-
-    def finish(self) -> None:
-        self.done = self.total
-        self._send()
-
-    def _send(self) -> None:
-        if self.report is not None and self.done != self.sent:  # once per amount
-            self.last, self.sent = time.monotonic(), self.done
-            self.report(PhaseProgress(self.task, "downloading", self.done, self.total))
 
 
 def _settle(target: Path, tmp: Path) -> None:

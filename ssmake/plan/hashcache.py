@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ssmake.progress import Throttled
+
 CACHE_VERSION = 2
 _CHUNK = 1 << 20
 # Files below this size are read whole and hashed on the calling thread: for them
@@ -130,8 +132,13 @@ class HashCache:
                 missing.append(i)
         if missing:
             todo = [files[i] for i in missing]
-            advance = None if on_progress is None else _Throttled.over(todo, on_progress)
-            digests = self._hash(todo, advance)
+            progress = Throttled(
+                sum(st.st_size for _, st in todo),
+                on_progress,
+                min_bytes=PROGRESS_MIN_BYTES,
+                interval=PROGRESS_INTERVAL,
+            )
+            digests = self._hash(todo, progress.add if progress.active else None)
             now = time.time_ns()
             for i, digest in zip(missing, digests, strict=True):
                 path, st = files[i]
@@ -192,29 +199,6 @@ class HashCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._dirty = False
-
-
-class _Throttled:
-    """Adds up the bytes hashed and tells (done, total) now and then, and at the end."""
-
-    def __init__(self, total: int, tell: HashProgress) -> None:
-        self.total, self.done, self.tell = total, 0, tell
-        self.last = time.monotonic()
-        tell(0, total)
-
-    @classmethod
-    def over(
-        cls, files: Sequence[tuple[str | Path, os.stat_result]], tell: HashProgress
-    ) -> Callable[[int], None] | None:
-        total = sum(st.st_size for _, st in files)
-        return cls(total, tell).add if total >= PROGRESS_MIN_BYTES else None
-
-    def add(self, n: int) -> None:
-        self.done = min(self.done + n, self.total)
-        now = time.monotonic()
-        if self.done == self.total or now - self.last >= PROGRESS_INTERVAL:
-            self.last = now
-            self.tell(self.done, self.total)
 
 
 def _unchanged(path: str | Path, st: os.stat_result) -> bool:

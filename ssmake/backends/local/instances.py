@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 from ssmake.backends import LOG_TAIL_LINES, ProgressFn
 from ssmake.plan.hashcache import sha256_path
 from ssmake.plan.jobspec import JobSpec, sagemaker_param
+from ssmake.progress import Throttled
 from ssmake.stores import ObjectInfo, Store, local_path, store_for_uri
 from ssmake.stores.extract import extract
 
@@ -101,7 +101,14 @@ def _download_channels(
         store, prefix = store_for_uri(channel["DataSource"]["S3DataSource"]["S3Uri"])
         channels.append((channel, store, prefix, _listing(store, prefix)))
     total = sum(o.size for *_, objects in channels for o in objects)
-    progress = _Progress(total, on_progress)
+    progress = Throttled(
+        total,
+        None
+        if on_progress is None
+        else lambda done, whole: on_progress("staging inputs", done, whole),
+        min_bytes=PROGRESS_MIN_BYTES,
+        interval=PROGRESS_INTERVAL,
+    )
     for channel, store, prefix, objects in channels:
         name = channel["ChannelName"]
         source = channel["DataSource"]["S3DataSource"]
@@ -121,30 +128,6 @@ def _download_channels(
         for inst in instances:
             (inst.base / "input" / "data" / name).mkdir(parents=True, exist_ok=True)
     progress.finish()
-
-
-class _Progress:
-    """Bytes staged so far, told when there are enough of them to wait on."""
-
-    def __init__(self, total: int, on_progress: ProgressFn | None) -> None:
-        self.total, self.done = total, 0
-        self.tell = on_progress if total >= PROGRESS_MIN_BYTES else None
-        self.last, self.sent = time.monotonic(), -1
-        self._send()
-
-    def add(self, n: int) -> None:
-        self.done = min(self.done + n, self.total)
-        if self.tell is not None and time.monotonic() - self.last >= PROGRESS_INTERVAL:
-            self._send()
-
-    def finish(self) -> None:
-        self.done = self.total
-        self._send()
-
-    def _send(self) -> None:
-        if self.tell is not None and self.done != self.sent:  # once per amount
-            self.last, self.sent = time.monotonic(), self.done
-            self.tell("staging inputs", self.done, self.total)
 
 
 def _restore_state(spec: JobSpec, run_dir: Path, instances: list[Instance]) -> dict[str, str]:
