@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -169,8 +167,21 @@ class DockerRegistry:
     def repository(self, name: str) -> str:
         return f"{self.host}/{name}"
 
-    def _call(self, request: urllib.request.Request) -> tuple[dict[str, str], bytes] | None:
+    def _call(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str],
+        method: str = "GET",
+        data: bytes | None = None,
+    ) -> tuple[dict[str, str], bytes] | None:
         """Headers and body of the answer, None for 401/403/404."""
+        # Imported here: http.client and ssl cost every build's start-up otherwise,
+        # and only a build that pushes to a plain registry talks to one.
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return dict(response.headers.items()), response.read()
@@ -189,24 +200,24 @@ class DockerRegistry:
 
     def digest(self, name: str, tag: str) -> str | None:
         url = f"{self.base}/v2/{name}/manifests/{tag}"
-        answer = self._call(urllib.request.Request(url, method="HEAD", headers=_ACCEPT))
+        answer = self._call(url, method="HEAD", headers=_ACCEPT)
         if answer is None:
             return None  # absent, or not ours to see: a push settles it
         return answer[0].get("Docker-Content-Digest") or f"present:{tag}"
 
     def add_tag(self, name: str, tag: str, new_tag: str) -> None:
         url = f"{self.base}/v2/{name}/manifests/"
-        answer = self._call(urllib.request.Request(url + tag, headers=_ACCEPT))
+        answer = self._call(url + tag, headers=_ACCEPT)
         if answer is None:
             raise ImageError(f"cannot read {self.host}/{name}:{tag} to tag it {new_tag}")
         headers, manifest = answer
-        put = urllib.request.Request(
+        put = self._call(
             url + new_tag,
             data=manifest,
             method="PUT",
             headers={"Content-Type": headers.get("Content-Type", _MANIFESTS.split(", ")[0])},
         )
-        if self._call(put) is None:
+        if put is None:
             raise ImageError(f"registry {self.host} refused the tag {name}:{new_tag}")
 
     def login(self) -> None:
