@@ -15,6 +15,7 @@ from ssmake import aws as ssmake_aws
 from ssmake.errors import EXIT_USAGE, KeyNotFound, StoreError
 from ssmake.plan.snapshot import ChangedWhileStaging, FileEntry, is_executable
 from ssmake.stores import open_store, store_for_uri
+from ssmake.stores.local import LocalStore
 from ssmake.stores.s3 import S3Store
 from ssmake.stores.s3_etags import MIB, TransferSizes, s3_etag
 
@@ -89,6 +90,36 @@ def test_list_paginates(bucket: str) -> None:
         store.put(f"many/{i}", b"")
     store.put("other", b"")
     assert [o.key for o in store.list("many/")] == [f"many/{i}" for i in range(5)]
+
+
+def test_names_lists_one_level_as_s3_does(bucket: str, tmp_path: Path) -> None:
+    """`names` gives the next segment of the keys below a prefix, on S3 (a delimiter
+    listing, paginated) and on a local store alike: a task's job attempts are found
+    without listing every file of every job."""
+    keys = [
+        "p/t/t-abc-1/logs/algo-1.log",
+        "p/t/t-abc-1/output/model.tar.gz",
+        "p/t/t-abc-2/output/model.tar.gz",
+        "p/t/t-abc-10/output/output.tar.gz",
+        "p/t/t-abd-3/output/model.tar.gz",
+        "p/t/ssmake.json",
+        "p/u/t-abc-7/output/model.tar.gz",
+    ]
+    s3 = S3Store(bucket, "pre")
+    s3.page_size = 2
+    local = LocalStore(tmp_path / "store")
+    for store in (s3, local):
+        for key in keys:
+            store.put(key, b"x")
+    (tmp_path / "store" / "p" / "t" / "t-abc-99").mkdir()  # empty: no key below it
+    for store in (s3, local):
+        assert store.names("p/t/t-abc-") == {"1", "2", "10"}, store
+        assert store.names("p/t/") == {"t-abc-1", "t-abc-2", "t-abc-10", "t-abd-3", "ssmake.json"}
+        assert store.names("p/") == {"t", "u"}
+        assert store.names("") == {"p"}
+        assert store.names("p/t/ssmake") == {".json"}
+        assert store.names("p/none/") == set()
+        assert store.names("q") == set()
 
 
 def test_get_file_replaces_atomically(bucket: str, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from ssmake.plan.jobspec import build_job_spec
 from ssmake.plan.planner import Marker, Planner
 from ssmake.project.model import Project, Task
 from ssmake.stores import Store
+from ssmake.stores.local import LocalStore, translated_os_error
 
 ImageResolver = Callable[[Task], str]
 
@@ -79,12 +80,10 @@ class TaskRunner:
     def _attempt(self, task: Task, fingerprint: str) -> int:
         stem = layout.job_name(task.name, fingerprint, 0)[:-1]
         prefix = layout.task_prefix(self.project.name, task.name) + stem
-        attempts = [0]
-        for obj in self.store.list(prefix):
-            tail = obj.key[len(prefix) :].split("/", 1)[0]
-            if tail.isdigit():
-                attempts.append(int(tail))
-        return max(attempts) + 1
+        # One level of the store, the jobs of this fingerprint, not every file of every
+        # job the task ever ran.
+        attempts = [int(tail) for tail in self.store.names(prefix) if tail.isdigit()]
+        return max(attempts, default=0) + 1
 
     # -- results -------------------------------------------------------------
 
@@ -119,6 +118,9 @@ class TaskRunner:
 
     def _stored_sha256(self, key: str) -> str:
         """The sha256 of a stored object (a local store's ETags are not content)."""
+        if isinstance(self.store, LocalStore):
+            with translated_os_error(f"read {self.store.uri(key)}"):
+                return sha256_path(self.store.file(key))
         fd, name = tempfile.mkstemp(dir=self.work_dir, suffix=".sha")
         os.close(fd)
         try:

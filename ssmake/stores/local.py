@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +20,8 @@ from ssmake.stores.s3_sync import MANIFEST_SUFFIX
 # any name, so no name pattern can mark a temporary file.
 TMP_DIR = ".ssmake-tmp"
 _MANIFEST_VERSION = 1
+# The numbers of this process's temporary files (with its pid, unique on the host).
+_tmp_names = itertools.count()
 # A manifest's line for one stored file: [size, sha256, the copy's ETag].
 _Record = list[object]
 
@@ -47,12 +49,17 @@ def _clone(src: BinaryIO, dst: BinaryIO) -> bool:
     return True
 
 
+def _holds_a_file(path: str) -> bool:
+    """Whether a directory holds a file at any depth: a key, as an empty one is not."""
+    return any(filenames for _dirpath, _dirnames, filenames in os.walk(path))
+
+
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
     return ObjectInfo(key, st.st_size, _etag(st), etag_is_content=False)
 
 
 @contextmanager
-def _translated(doing: str) -> Iterator[None]:
+def translated_os_error(doing: str) -> Iterator[None]:
     """An OSError (a read-only or full disk, a permission, a name too long) becomes a
     StoreError naming the operation and the path, exit 1: a task fails, the others go
     on with -k. A write never leaves a half-written key (see _write_atomic)."""
@@ -98,6 +105,10 @@ class LocalStore:
         except OSError as e:
             raise _os_error(f"read {self.uri(key)}", e) from None
 
+    def file(self, key: str) -> Path:
+        """The file holding a key, to be read in place (never written)."""
+        return self._path(key)
+
     def _tmp_dir(self, path: Path) -> Path:
         """Keys are staged in the store's own temporary directory; files written
         elsewhere (downloads) beside their destination, on its file system.
@@ -108,9 +119,7 @@ class LocalStore:
         if not path.is_relative_to(self.root):
             return path.parent
         if self.root != Path(self.root.anchor):
-            tmp = self.root / TMP_DIR
-            tmp.mkdir(parents=True, exist_ok=True)
-            return tmp
+            return self.root / TMP_DIR  # made by _create_tmp when missing
         for parent in path.parents:
             if parent == self.root:
                 break
@@ -118,9 +127,23 @@ class LocalStore:
                 return parent / TMP_DIR
         return path.parent
 
+    def _create_tmp(self, path: Path) -> tuple[int, str]:
+        """A new temporary file for writing `path` (as tempfile.mkstemp makes one,
+        mode 0600, but without its random names: a build writes thousands), making
+        its directory when missing."""
+        tmp_dir = self._tmp_dir(path)
+        while True:
+            name = f"{tmp_dir}/.{path.name}.{os.getpid()}-{next(_tmp_names)}.tmp"
+            try:
+                return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), name
+            except FileExistsError:
+                continue  # left by a process that had this pid
+            except FileNotFoundError:
+                tmp_dir.mkdir(parents=True, exist_ok=True)
+                return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), name
+
     def _write_atomic(self, path: Path, write: str | bytes | Path | VerifiedReader) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp_dir(path), prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = self._create_tmp(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 if isinstance(write, Path):
@@ -132,28 +155,37 @@ class LocalStore:
                     write.finish()
                 else:
                     f.write(write.encode() if isinstance(write, str) else write)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                if not os.path.exists(tmp):
+                    raise
+                path.parent.mkdir(parents=True, exist_ok=True)  # the key's first write
+                os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def put(self, key: str, data: bytes) -> None:
-        with _translated(f"write {self.uri(key)}"):
+        with translated_os_error(f"write {self.uri(key)}"):
             self._write_atomic(self._path(key), data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        with _translated(f"write {self.uri(key)}"):
+        with translated_os_error(f"write {self.uri(key)}"):
             return self._put_if_absent(key, data)
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp_dir(path), prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = self._create_tmp(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             # link() fails when the target exists: an atomic create-if-absent.
-            os.link(tmp, path)
+            try:
+                os.link(tmp, path)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)  # the key's first write
+                os.link(tmp, path)
             return True
         except FileExistsError:
             return False
@@ -170,14 +202,14 @@ class LocalStore:
         return _info(key, path.stat())
 
     def put_file(self, key: str, path: Path) -> None:
-        with _translated(f"copy {path} to {self.uri(key)}"):
+        with translated_os_error(f"copy {path} to {self.uri(key)}"):
             self._write_atomic(self._path(key), path)
 
     def get_file(self, key: str, path: Path) -> None:
         src = self._path(key)
         if not src.is_file():
             raise KeyNotFound(f"{self.uri(key)} does not exist")
-        with _translated(f"copy {self.uri(key)} to {path}"):
+        with translated_os_error(f"copy {self.uri(key)} to {path}"):
             self._write_atomic(path, src)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -195,8 +227,25 @@ class LocalStore:
                 if key.startswith(prefix):
                     yield _info(key, full.stat())
 
+    def names(self, prefix: str) -> set[str]:
+        head, _, stem = prefix.rpartition("/")
+        base = self._path(head) if head else self.root
+        found = set()
+        try:
+            with os.scandir(base) as entries:
+                for entry in entries:
+                    if not entry.name.startswith(stem) or (not head and entry.name == TMP_DIR):
+                        continue
+                    if entry.is_file() or (entry.is_dir() and _holds_a_file(entry.path)):
+                        found.add(entry.name[len(stem) :])
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as e:
+            raise _os_error(f"list {self.uri(prefix)}", e) from None
+        return found
+
     def delete(self, key: str) -> None:
-        with _translated(f"delete {self.uri(key)}"):
+        with translated_os_error(f"delete {self.uri(key)}"):
             self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -236,7 +285,7 @@ class LocalStore:
                 continue
             dest = self._path(prefix + rel)
             with (
-                _translated(f"copy {entry.path} to {self.uri(prefix + rel)}"),
+                translated_os_error(f"copy {entry.path} to {self.uri(prefix + rel)}"),
                 VerifiedReader(entry) as reader,
             ):
                 self._write_atomic(dest, reader)

@@ -214,6 +214,23 @@ class S3Store:
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(obj["Key"][start:], int(obj["Size"]), _etag(obj["ETag"]))
 
+    def names(self, prefix: str) -> set[str]:
+        full = self._key(prefix)
+        found = set()
+        with aws.translated(f"cannot list {self.uri(prefix)}", StoreError):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=full,
+                Delimiter="/",
+                PaginationConfig={"PageSize": self.page_size},
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    found.add(common["Prefix"][len(full) :].rstrip("/"))
+                for obj in page.get("Contents", []):
+                    found.add(obj["Key"][len(full) :])
+        return found
+
     def delete(self, key: str) -> None:
         with aws.translated(f"cannot delete {self.uri(key)}", StoreError):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

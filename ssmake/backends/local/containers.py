@@ -123,6 +123,11 @@ class ContainerProcess:
     def poll(self) -> int | None:
         return self.returncode
 
+    def wait(self) -> int:
+        """Block until the container has ended and been removed; its exit status."""
+        self._waiter.join()
+        return 255 if self.returncode is None else self.returncode
+
     def send_signal(self, sig: int) -> None:
         if self.returncode is not None:
             return

@@ -53,6 +53,11 @@ class Supervisor:
         self.killing = threading.Event()
         self.reason = ""
         self._lock = threading.Lock()
+        #: Set whenever an instance ends or the job is asked to stop, so that `wait`
+        #: answers at once rather than at its next look.
+        self._changed = threading.Event()
+        #: When the first instance started (`boot_ticks`), for finding what it left.
+        self.started_after: int | None = None
 
     def stop(self, reason: str) -> None:
         """Ask the job to stop: SIGTERM to every instance, SIGKILL after the grace period."""
@@ -60,11 +65,12 @@ class Supervisor:
             if not self.reason:
                 self.reason = reason
             self.stopping.set()
+        self._changed.set()
 
     def kill(self) -> None:
         """Stop the job at once: SIGKILL to every instance (a second Ctrl-C)."""
-        self.stop("killed")
         self.killing.set()
+        self.stop("killed")
 
     def log(self, inst: Instance, log_file: Path, line: str) -> None:
         """A line of ssmake's own in the instance's log, as if the instance wrote it."""
@@ -77,6 +83,7 @@ class Supervisor:
         self, inst: Instance, cmd: list[str], log_file: Path, *, env: dict[str, str]
     ) -> None:
         """Run `cmd` in the instance's code directory, leading a process group of its own."""
+        self._note_start()
         inst.process = subprocess.Popen(
             cmd,
             cwd=inst.base / "code",
@@ -101,6 +108,7 @@ class Supervisor:
         """Run `cmd` in `image`, the instance's directories mounted where SageMaker's are."""
         from ssmake.backends.local.containers import ContainerProcess, mounts
 
+        self._note_start()
         inst.process = ContainerProcess(
             image,
             cmd,
@@ -111,19 +119,29 @@ class Supervisor:
         )
         self._follow(inst, log_file)
 
+    def _note_start(self) -> None:
+        if self.started_after is None:
+            self.started_after = boot_ticks()
+
     def _follow(self, inst: Instance, log_file: Path) -> None:
         inst.reader = threading.Thread(target=self._read_output, args=(inst, log_file), daemon=True)
         inst.reader.start()
 
     def _read_output(self, inst: Instance, log_file: Path) -> None:
+        """Log the instance's output line by line; at its end (the instance closed its
+        output, so it has ended or soon will), wait for it and wake `wait`."""
         assert inst.process is not None and inst.process.stdout is not None
-        with log_file.open("ab") as log:
-            for raw in iter(inst.process.stdout.readline, b""):
-                log.write(raw)
-                log.flush()
-                line = raw.decode(errors="replace").rstrip("\r\n")
-                inst.tail.append(line)
-                self.on_log(inst.host, line)
+        try:
+            with log_file.open("ab") as log:
+                for raw in iter(inst.process.stdout.readline, b""):
+                    log.write(raw)
+                    log.flush()
+                    line = raw.decode(errors="replace").rstrip("\r\n")
+                    inst.tail.append(line)
+                    self.on_log(inst.host, line)
+            inst.process.wait()
+        finally:
+            self._changed.set()
 
     def _signal_all(self, sig: int) -> None:
         for inst in self.instances:
@@ -143,6 +161,7 @@ class Supervisor:
         deadline = time.monotonic() + max_run
         term_sent_at: float | None = None
         while True:
+            self._changed.clear()
             running = [i for i in instances if i.process is not None and i.process.poll() is None]
             failed = [
                 i for i in instances if i.process is not None and i.process.poll() not in (0, None)
@@ -162,10 +181,11 @@ class Supervisor:
                 term_sent_at is not None and time.monotonic() - term_sent_at > self.grace_seconds
             ):
                 self._signal_all(signal.SIGKILL)
-            time.sleep(0.05)
+            # The deadlines are looked at every 50 ms; an instance's end wakes us at once.
+            self._changed.wait(0.05)
         # The job ended: as when SageMaker tears its containers down, nothing it started
         # lives on (and holds its output pipe open, which would keep us reading).
-        kill_leftovers(instances)
+        kill_leftovers(instances, self.started_after)
         for inst in instances:
             if inst.reader is not None:
                 inst.reader.join(timeout=5)
@@ -232,10 +252,12 @@ def recover_abandoned(run_dir: Path, *, grace_seconds: float | None = None) -> s
     return f"{orphans}; kept the state it wrote"
 
 
-def kill_leftovers(instances: list[Instance]) -> None:
+def kill_leftovers(instances: list[Instance], started_after: int | None = None) -> None:
     """SIGKILL what the ended instances started and left running: the members of
     each instance's process group and session (it leads both), and whatever else
-    carries the job's environment (a grandchild that started a session of its own)."""
+    carries the job's environment (a grandchild that started a session of its own).
+    `started_after`: the job's start (`boot_ticks`), when known; older processes
+    cannot be the job's."""
     leaders = {
         i.process.pid
         for i in instances
@@ -250,7 +272,7 @@ def kill_leftovers(instances: list[Instance]) -> None:
     except (OSError, ValueError):
         pass
     killed = set()
-    for pid, group, session, env in _processes():
+    for pid, group, session, env in _processes(started_after):
         ours = group in leaders or session in leaders
         if not ours and job:
             ours = _names_job(env, run_dir, job)
@@ -263,30 +285,71 @@ def kill_leftovers(instances: list[Instance]) -> None:
     # SIGKILL takes effect soon, not at once: the job has ended when they are gone.
     deadline = time.monotonic() + 5
     while killed and time.monotonic() < deadline:
-        killed &= {pid for pid, *_ in _processes()}
+        killed &= {pid for pid, *_ in _processes(started_after)}
         time.sleep(0.01)
 
 
-def _processes() -> list[tuple[int, int, int, list[bytes]]]:
+def _processes(started_after: int | None = None) -> list[tuple[int, int, int, list[bytes]]]:
     """(pid, process group, session, environment) of each live process we can see;
-    empty where there is no /proc."""
+    empty where there is no /proc. With `started_after` (clock ticks since boot), the
+    environment is read only of the processes started since, and is empty for the
+    others: what a job started cannot be older than the job."""
     found = []
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return []
     for pid in pids:
+        stat = _read_proc(f"/proc/{pid}/stat")
+        if stat is None:
+            continue  # gone meanwhile
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if fields[0] == b"Z":
-                continue  # a zombie runs nothing
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except (OSError, IndexError):
-            continue  # gone, or another user's: not ours
-        found.append((pid, int(fields[2]), int(fields[3]), env))
+            fields = stat.rsplit(b")", 1)[1].split()
+            state, group, session = fields[0], int(fields[2]), int(fields[3])
+            start = int(fields[19])
+        except (IndexError, ValueError):
+            continue
+        if state == b"Z":
+            continue  # a zombie runs nothing
+        env: list[bytes] = []
+        if started_after is None or start >= started_after:
+            raw = _read_proc(f"/proc/{pid}/environ")
+            if raw is None:
+                continue  # gone, or another user's: not ours
+            env = raw.split(b"\0")
+        found.append((pid, group, session, env))
     return found
+
+
+def _read_proc(path: str) -> bytes | None:
+    """A /proc file's bytes, read with plain system calls (a scan reads hundreds)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def boot_ticks() -> int | None:
+    """Now, in the clock ticks since boot that /proc/PID/stat gives a process's start
+    in, less a second's margin; None where /proc cannot tell."""
+    raw = _read_proc("/proc/uptime")
+    try:
+        uptime = float(raw.split()[0]) if raw else None
+    except (IndexError, ValueError):
+        return None
+    if uptime is None:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return max(0, int((uptime - 1.0) * hz))
 
 
 def _names_job(env: list[bytes], run_dir: Path, job: str) -> bool:
