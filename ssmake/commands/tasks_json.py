@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import calendar
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +64,8 @@ def job_details(session: Session, task: Task) -> dict[str, Any]:
 
 def marker_epoch(marker: Marker) -> float:
     try:
+        import calendar  # only here: its import costs every build
+
         return float(calendar.timegm(time.strptime(str(marker.get("time")), "%Y-%m-%dT%H:%M:%SZ")))
     except ValueError:
         return 0.0

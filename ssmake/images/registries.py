@@ -9,7 +9,6 @@ registry answers one question before a push: which image a tag names now.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,6 +149,8 @@ class EcrRegistry:
             "cannot get an ECR login token (ecr:GetAuthorizationToken)", ImageError
         ):
             data = self._ecr().get_authorization_token(**ids)["authorizationData"][0]
+        import base64  # only for ECR's token
+
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         return Login(str(data["proxyEndpoint"]), username, password)
 

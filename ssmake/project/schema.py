@@ -4,7 +4,6 @@ None). `load` and `task_table` build the project with them."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +69,8 @@ class Issues:
 
 def did_you_mean(word: str, choices: Iterable[str], listing: str) -> str:
     options = list(choices)
+    import difflib  # only for a message
+
     close = difflib.get_close_matches(word, options, n=1)
     if close:
         return f"did you mean {close[0]!r}?"
