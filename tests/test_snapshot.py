@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -324,6 +325,42 @@ def test_a_file_that_keeps_changing_fails_the_task_without_a_marker(
     assert result.code == 1
     assert "code/train.py changed while it was being staged; run again" in result.err
     assert not project.store("p", "train", "ssmake.json").exists()
+
+
+def test_a_code_tarball_packed_before_is_shipped_as_the_snapshot_names_it(
+    project: ProjectDir,
+) -> None:
+    """A rerun of the same code (-B, or an upstream change) ships the tarball packed
+    from those files before, named by their content: the job receives what the
+    snapshot names even when a file changes after planning, and the next plan sees
+    the change."""
+    one_task(project)
+    project.write("code/helper.py", "v = 1\n")
+    project.write("data/d.txt", "d")
+    assert project.run().code == 0
+    tarballs = sorted(p.name for p in project.store("p", "train", "code").iterdir())
+
+    def edit(task: str) -> None:
+        project.write("code/helper.py", "v = 2\n")
+
+    runner.STAGING_HOOKS.append(edit)
+    try:
+        result = project.run("-B")
+    finally:
+        runner.STAGING_HOOKS.remove(edit)
+
+    assert result.code == 0, result.err
+    assert "changed while staging" not in result.err
+    assert sorted(p.name for p in project.store("p", "train", "code").iterdir()) == tarballs
+    assert bytes.fromhex(seen(project, "train")["code"]["helper.py"]) == b"v = 1\n"
+    named = marker(project, "train")["components"]["code"]["files"]["helper.py"]
+    assert named == hashlib.sha256(b"v = 1\n").hexdigest()
+    check = project.run("--check")
+    assert check.code == 1 and "helper.py" in project.run("explain", "train").out
+
+    assert project.run().code == 0
+    assert bytes.fromhex(seen(project, "train")["code"]["helper.py"]) == b"v = 2\n"
+    assert len(list(project.store("p", "train", "code").iterdir())) == 2
 
 
 # -- upstream outputs by content ------------------------------------------------------

@@ -2,10 +2,14 @@
 
 Every byte packed or synced is verified against the snapshot the task was
 fingerprinted from (ChangedWhileStaging otherwise, before anything is recorded).
+A code tarball is named by the digest of the files it holds (name, exec bit,
+size, sha256), so one packed before from the same files is shipped as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -41,6 +45,39 @@ def worker_toolkit_files() -> dict[str, Path]:
     }
 
 
+# The version of what a code tarball's name digests; a change of the packing (the
+# entries' attributes, their order, the compression) must change it.
+CODE_TARBALL_FORMAT = 1
+_toolkit_hashes: dict[Path, tuple[int, int, str]] = {}
+_toolkit_lock = threading.Lock()
+
+
+def _toolkit_entry(path: Path) -> tuple[bool, int, str]:
+    """(executable, size, sha256) of one of worker_toolkit's files, hashed once per
+    process while it stays the same file."""
+    st = path.stat()
+    with _toolkit_lock:
+        known = _toolkit_hashes.get(path)
+        if known is None or known[:2] != (st.st_size, st.st_mtime_ns):
+            known = (st.st_size, st.st_mtime_ns, sha256_path(path))
+            _toolkit_hashes[path] = known
+    return bool(st.st_mode & 0o100), known[0], known[2]
+
+
+def code_digest(files: Mapping[str, Path], snapshot: Snapshot) -> str:
+    """The name of the tarball of `files`: what each one holds, as the snapshot saw
+    it (worker_toolkit's as they are)."""
+    listing = []
+    for name in sorted(files):
+        entry = snapshot.code.get(name)
+        if entry is not None:
+            listing.append([name, entry.executable, entry.size, entry.sha256])
+        else:
+            listing.append([name, *_toolkit_entry(files[name])])
+    doc = json.dumps([CODE_TARBALL_FORMAT, listing], separators=(",", ":"))
+    return hashlib.sha256(doc.encode()).hexdigest()
+
+
 class Stager:
     """Packs and syncs what a task's job receives."""
 
@@ -59,20 +96,23 @@ class Stager:
         return self.stage_code(task, snapshot), self.channels(task, upstream, snapshot)
 
     def stage_code(self, task: Task, snapshot: Snapshot) -> str:
-        """Pack the snapshot's code files, verifying each against it, upload the
-        content-addressed tarball (once) and return its URI."""
+        """The URI of the tarball of the snapshot's code files: packed, verifying each
+        file against the snapshot, and uploaded, unless the store has it already."""
         files = {name: Path(e.path) for name, e in snapshot.code.items()}
         for name, path in worker_toolkit_files().items():
             files.setdefault(name, path)
+        key = layout.code_key(self.project.name, task.name, code_digest(files, snapshot))
+        if self.store.exists(key):
+            # Packed before from files of the same content: the job receives exactly
+            # what the snapshot names, whatever the files on disk hold by now.
+            return self.store.uri(key)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.work_dir, suffix=".tar.gz")
         os.close(fd)
         tmp = Path(tmp_name)
         try:
             pack_code(tmp, sorted(files.items()), expected=snapshot.code)
-            key = layout.code_key(self.project.name, task.name, sha256_path(tmp))
-            if not self.store.exists(key):
-                self.store.put_file(key, tmp)
+            self.store.put_file(key, tmp)
         finally:
             tmp.unlink(missing_ok=True)
         return self.store.uri(key)

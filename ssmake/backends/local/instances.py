@@ -25,6 +25,7 @@ from ssmake.plan.jobspec import JobSpec, sagemaker_param
 from ssmake.progress import Throttled
 from ssmake.stores import ObjectInfo, Store, local_path, store_for_uri
 from ssmake.stores.extract import extract
+from ssmake.stores.local import LocalStore
 
 if TYPE_CHECKING:
     from ssmake.backends.local.containers import ContainerProcess
@@ -70,9 +71,14 @@ def prepare_instances(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     _write_json(run_dir / JOB_FILE, {k: spec[k] for k in _RECOVERY_KEYS if k in spec})
-    code_tar = run_dir / "sourcedir.tar.gz"
     store, key = store_for_uri(sagemaker_param(spec, "sagemaker_submit_directory"))
-    store.get_file(key, code_tar)
+    if isinstance(store, LocalStore) and store.exists(key):
+        # Read in place: a code tarball's key names its content, so it is never
+        # replaced by other bytes between extract's check and its extraction.
+        code_tar = store.file(key)
+    else:
+        code_tar = run_dir / "sourcedir.tar.gz"
+        store.get_file(key, code_tar)
     instances = [Instance(h, run_dir / h) for h in hosts]
     for inst in instances:
         for sub in ("model", "output/data", "input/config", "state"):
