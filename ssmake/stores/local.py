@@ -50,8 +50,18 @@ def _clone(src: BinaryIO, dst: BinaryIO) -> bool:
 
 
 def _holds_a_file(path: str) -> bool:
-    """Whether a directory holds a file at any depth: a key, as an empty one is not."""
-    return any(filenames for _dirpath, _dirnames, filenames in os.walk(path))
+    """Whether a directory holds a file at any depth: a key, as an empty one is not.
+    Returns at the first file found (a job's directory: its logs/, then a log)."""
+    try:
+        with os.scandir(path) as entries:
+            dirs = []
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    return True
+                dirs.append(entry.path)
+    except OSError:
+        return False
+    return any(_holds_a_file(d) for d in dirs)
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
