@@ -80,7 +80,17 @@ def report(results: Mapping[str, Runs], baseline: str, *, rss: bool = False) -> 
 def load() -> str:
     """The machine's load, to print beside the figures (they are only comparable in one run)."""
     one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+    said = f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+    # I/O stalls (another process's writeback, a shared disk) slow every file a job's
+    # run creates while leaving a CPU-bound baseline alone: say so when Linux tells.
+    try:
+        with open("/proc/pressure/io") as f:
+            some = f.readline().split()
+        stalled = dict(field.split("=") for field in some[1:])
+        said += f"; I/O stalled {stalled['avg10']}% (10 s), {stalled['avg60']}% (60 s)"
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    return said
 
 
 def installed(name: str) -> str:
