@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import ProjectDir
+
+from ssmake.stores.local import LocalStore
 
 OVERWRITES_ITS_INPUT = """
 import os
@@ -70,6 +73,32 @@ def test_a_local_run_removes_its_run_directory_once_its_results_are_stored(
     job_dir = project.store(project.root.name, "train", marker["job"])
     assert (job_dir / "output" / "model.tar.gz").is_file()
     assert sorted(p.name for p in (job_dir / "logs").iterdir()) == ["algo-1.log", "algo-2.log"]
+
+
+def test_a_local_store_takes_a_run_file_by_rename_and_a_kept_run_keeps_its_files(
+    project: ProjectDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's tarballs and logs are renamed into a local store, never copied (a
+    model of gigabytes would be written twice); a kept run directory keeps them."""
+    store = LocalStore(tmp_path / "store")
+    made = tmp_path / "model.tar.gz"
+    made.write_bytes(b"m" * 4096)
+    inode = made.stat().st_ino
+    store.move_file("p/t/job/output/model.tar.gz", made)
+    stored = store.file("p/t/job/output/model.tar.gz")
+    assert not made.exists() and stored.read_bytes() == b"m" * 4096
+    assert stored.stat().st_ino == inode
+
+    project.write("data/table.csv", "a,b\n")
+    project.write("train.py", OVERWRITES_ITS_INPUT)
+    ssmfile(project)
+    monkeypatch.setenv("SSMAKE_KEEP_RUN_DIRS", "1")
+    assert project.run().code == 0
+    [run] = (project.root / ".ssmake" / "cache" / "runs").iterdir()
+    assert (run / "model.tar.gz").is_file() and (run / "logs" / "algo-1.log").is_file()
+    marker = json.loads(project.store(project.root.name, "train", "ssmake.json").read_text())
+    job_dir = project.store(project.root.name, "train", marker["job"])
+    assert (job_dir / "output" / "model.tar.gz").read_bytes() == (run / "model.tar.gz").read_bytes()
 
 
 def job_dirs(project: ProjectDir) -> list[str]:

@@ -36,6 +36,9 @@ class Backend(Protocol):
     name: str
     #: Whether a job keeps running when ssmake is interrupted (it can be reattached).
     detaches: bool
+    #: Whether the job's logs reach the store beside its outputs (`<job>/logs/`) by the
+    #: backend's own doing; otherwise the runner keeps the lines it was told.
+    stores_logs: bool
     #: Between SIGTERM and SIGKILL when a job is stopped.
     grace_seconds: float
 

@@ -300,15 +300,20 @@ class TaskRunner:
         """Wait for a launched job, reporting its log lines, and keep the logs in the
         store beside its outputs (`<job>/logs/algo-<i>.log`) when the backend did not
         (SageMaker's stay in CloudWatch), so that `logs` and downloads work alike."""
-        logs_dir = Path(tempfile.mkdtemp(dir=self.work_dir, prefix=f"logs-{job}-"))
+        shown = user_paths(task, job)
+        # The lines as told, kept only where the backend does not keep them itself.
+        logs_dir = (
+            None
+            if self.backend.stores_logs
+            else Path(tempfile.mkdtemp(dir=self.work_dir, prefix=f"logs-{job}-"))
+        )
         files: dict[str, IO[str]] = {}
 
-        shown = user_paths(task, job)
-
         def on_log(host: str, line: str) -> None:
-            if host not in files:
-                files[host] = (logs_dir / f"{host}.log").open("a")
-            files[host].write(line + "\n")
+            if logs_dir is not None:
+                if host not in files:
+                    files[host] = (logs_dir / f"{host}.log").open("a")
+                files[host].write(line + "\n")
             self.report(LogLine(task.name, host, shown(line)))
 
         try:
@@ -324,11 +329,16 @@ class TaskRunner:
             for f in files.values():
                 f.close()  # before uploading; closing again below is harmless
             prefix = layout.logs_prefix(self.project.name, task.name, job)
-            if result.status != "Detached" and not any(True for _ in self.store.list(prefix)):
+            if (
+                logs_dir is not None
+                and result.status != "Detached"
+                and not any(True for _ in self.store.list(prefix))
+            ):
                 for path in sorted(logs_dir.glob("*.log")):
                     self.store.put_file(prefix + path.name, path)
         finally:
             for f in files.values():
                 f.close()
-            shutil.rmtree(logs_dir, ignore_errors=True)
+            if logs_dir is not None:
+                shutil.rmtree(logs_dir, ignore_errors=True)
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -214,6 +215,26 @@ class LocalStore:
     def put_file(self, key: str, path: Path) -> None:
         with translated_os_error(f"copy {path} to {self.uri(key)}"):
             self._write_atomic(self._path(key), path)
+
+    def move_file(self, key: str, path: Path) -> None:
+        """put_file for a file nobody needs after: renamed into the store where it is
+        on the store's file system (no copy of a model's bytes), copied elsewhere;
+        `path` is gone either way."""
+        dest = self._path(key)
+        try:
+            try:
+                os.replace(path, dest)
+            except FileNotFoundError:
+                if not path.exists():
+                    raise
+                dest.parent.mkdir(parents=True, exist_ok=True)  # the key's first write
+                os.replace(path, dest)
+            return
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise _os_error(f"move {path} to {self.uri(key)}", e) from None
+        self.put_file(key, path)  # another file system: copied
+        path.unlink()
 
     def get_file(self, key: str, path: Path) -> None:
         src = self._path(key)

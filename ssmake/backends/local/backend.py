@@ -26,6 +26,7 @@ class LocalBackend:
 
     name = "local"
     detaches = False
+    stores_logs = True  # collect.upload_results, whatever the job's end
 
     def __init__(self, *, work_dir: Path, grace_seconds: float | None = None) -> None:
         self.work_dir = work_dir

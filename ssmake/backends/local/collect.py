@@ -7,14 +7,28 @@ merged model directories, and `output.tar.gz`, the first instance's output data.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ssmake.backends import JobResult
 from ssmake.backends.local.instances import Instance
 from ssmake.plan.hashcache import sha256_path
 from ssmake.plan.jobspec import JobSpec
-from ssmake.stores import store_for_uri
+from ssmake.stores import Store, store_for_uri
 from ssmake.stores.archive import pack_dirs
+from ssmake.stores.local import LocalStore
+
+#: Set, the run directory is kept after the job (to look into), as it was.
+KEEP_RUN_DIRS = "SSMAKE_KEEP_RUN_DIRS"
+
+
+def _hand_over(store: Store, key: str, path: Path) -> None:
+    """Store a file of the run directory: moved into a local store (the run directory
+    is removed next, so a model's bytes are not copied), uploaded to any other."""
+    if isinstance(store, LocalStore) and not os.environ.get(KEEP_RUN_DIRS):
+        store.move_file(key, path)
+    else:
+        store.put_file(key, path)
 
 
 def upload_results(
@@ -30,7 +44,7 @@ def upload_results(
     store, prefix = store_for_uri(output_uri)
     job_prefix = f"{prefix}{spec['TrainingJobName']}/"
     for log in sorted((run_dir / "logs").glob("*.log")):
-        store.put_file(f"{job_prefix}logs/{log.name}", log)
+        _hand_over(store, f"{job_prefix}logs/{log.name}", log)
     checkpoint = spec.get("CheckpointConfig")
     if checkpoint:
         state_store, state_prefix = store_for_uri(checkpoint["S3Uri"])
@@ -52,7 +66,7 @@ def upload_results(
         return
     model = run_dir / "model.tar.gz"
     pack_dirs(model, [i.base / "model" for i in instances])
-    store.put_file(f"{job_prefix}output/model.tar.gz", model)
+    _hand_over(store, f"{job_prefix}output/model.tar.gz", model)
     output = run_dir / "output.tar.gz"
     pack_dirs(output, [instances[0].base / "output" / "data"])
-    store.put_file(f"{job_prefix}output/output.tar.gz", output)
+    _hand_over(store, f"{job_prefix}output/output.tar.gz", output)

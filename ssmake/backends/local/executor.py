@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ssmake.backends import JobResult, LogFn, ProgressFn
-from ssmake.backends.local.collect import upload_results
+from ssmake.backends.local.collect import KEEP_RUN_DIRS, upload_results
 from ssmake.backends.local.entry_command import (
     Torchrun,
     entry_command,
@@ -41,7 +41,6 @@ from ssmake.errors import TaskFailed
 from ssmake.plan.jobspec import JobSpec, sagemaker_param
 
 #: Set (to anything) to keep each job's run directory under .ssmake/cache/runs/.
-KEEP_RUN_DIRS = "SSMAKE_KEEP_RUN_DIRS"
 
 
 class LocalExecutor:

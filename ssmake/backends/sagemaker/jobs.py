@@ -30,6 +30,7 @@ class SageMakerBackend:
 
     name = "sagemaker"
     detaches = True
+    stores_logs = False  # they stay in CloudWatch
     #: SageMaker's own, between SIGTERM and SIGKILL in a stopped job's containers.
     grace_seconds = 120.0
 
