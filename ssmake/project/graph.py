@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from graphlib import CycleError, TopologicalSorter
 
 from ssmake.errors import ConfigError
@@ -41,6 +40,8 @@ def resolve(project: Project, target: str) -> list[str]:
         listing = ", ".join(members)
         raise ConfigError(f"no expansion of {base} matches {target!r} (expansions: {listing})")
     written = list(dict.fromkeys(t.group for t in project.tasks.values()))
+    import difflib  # only for a message
+
     close = difflib.get_close_matches(base, written, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ConfigError(f"unknown task {target!r}{hint} (tasks: {', '.join(written)})")
