@@ -3,7 +3,6 @@ subcommand. Errors become messages and exit codes here, and only here."""
 
 from __future__ import annotations
 
-import gc
 import importlib
 import signal
 import sys
@@ -303,16 +302,11 @@ def _command(name: str) -> Handler:
 
     def handler(args: argparse.Namespace) -> int:
         run: Handler = importlib.import_module(f"ssmake.commands.{name}").run
-        if _gc_paused:
-            _gc_paused.clear()
-            gc.freeze()  # what start-up made lives as long as the process: scan it never
-            gc.enable()
         return run(args)
 
     return handler
 
 
-_gc_paused: list[bool] = []
 HANDLERS: dict[str, Handler] = {name: _command(name) for name in COMMANDS}
 
 
@@ -334,11 +328,6 @@ def _quick_check(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ssmake command line; returns the exit code."""
-    if argv is None and gc.isenabled():
-        # A process of its own: start-up's objects (modules, classes) are no garbage,
-        # so no collection runs while they are made (~5 ms); see _command.
-        gc.disable()
-        _gc_paused.append(True)
     argv = sys.argv[1:] if argv is None else argv
     if _quick_check(argv):
         return EXIT_OK
