@@ -106,7 +106,7 @@ def test_a_damaged_hash_cache_is_started_afresh(project: ProjectDir, cache: str)
     project.ssmfile(TASK)
     project.write("train.py", WORKER)
     assert project.run().code == 0
-    project.root.joinpath(".ssmake/cache/hashes.json").write_text(cache)
+    project.root.joinpath(".ssmake/cache/hashes.bin").write_text(cache)
     for digests in project.root.glob(".ssmake/cache/stat-digests.json"):
         digests.write_text(cache)
 

@@ -108,7 +108,7 @@ def test_dockerignore_follows_docker_rules(tmp_path: Path) -> None:
             "build/keep.txt": "",
             ".git/HEAD": "",
             "pkg/__pycache__/m.pyc": "",
-            ".ssmake/cache/hashes.json": "",
+            ".ssmake/cache/hashes.bin": "",
             "out/report/model": "",
         },
     )

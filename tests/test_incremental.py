@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ProjectDir, Result
+
+from ssmake.plan.hashcache import MAGIC, HashTable, identity
 
 SSMFILE = """
 [project]
@@ -298,21 +301,27 @@ def age_files(project: ProjectDir) -> None:
 def test_corrupt_hash_cache_is_rebuilt_not_trusted(inc: ProjectDir) -> None:
     age_files(inc)
     assert launched(inc.run()) == []
-    cache = inc.root / ".ssmake/cache/hashes.json"
-    doc = json.loads(cache.read_text())
-    # A foreign entry that claims the current stat of a file but a wrong hash.
-    key = str((inc.root / "a/util.py").resolve())
-    doc["entries"][key][4] = "0" * 64
-    doc["version"] = 999
-    cache.write_text(json.dumps(doc))
+    cache = inc.root / ".ssmake/cache/hashes.bin"
+    table = HashTable.read(cache)
+    # A foreign entry that claims the current stat of a file but a wrong hash...
+    util = str((inc.root / "a/util.py").resolve())
+    table.put(util, identity(os.stat(util)), "0" * 64)
+    written = table.to_bytes()
+    version = len(MAGIC)
+    # ... in a cache of another version: not trusted.
+    cache.write_bytes(written[:version] + bytes([99]) + written[version + 1 :])
     digests = inc.root / ".ssmake/cache/stat-digests.json"
 
     digests.unlink()  # so that the plan hashes, through the cache
     assert launched(inc.run()) == []
-    cache.write_text("{not json")
-    digests.unlink()
-    assert launched(inc.run()) == []
-    assert json.loads(cache.read_text())["version"] == 2
+    for damaged in (b"{not json", written[:-7], written + b"x", b""):
+        cache.write_bytes(damaged)
+        digests.unlink()
+        assert launched(inc.run()) == []
+    assert (
+        HashTable.read(cache).get(util, identity(os.stat(util)))
+        == hashlib.sha256((inc.root / "a/util.py").read_bytes()).hexdigest()
+    )
 
 
 def test_a_no_op_plan_reads_no_file_contents(inc: ProjectDir) -> None:

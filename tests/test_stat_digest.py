@@ -68,7 +68,7 @@ def test_a_settled_check_is_answered_without_the_hash_cache(project: ProjectDir)
     settle()
     assert project.run("--check").code == 0
     assert recorded(project) == set(TASKS)
-    hashes = project.root / ".ssmake/cache/hashes.json"
+    hashes = project.root / ".ssmake/cache/hashes.bin"
     hashes.unlink()
 
     assert project.run("--check").code == 0

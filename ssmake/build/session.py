@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -141,7 +142,9 @@ def open_session(project: Project, *, backend: str | None = None) -> Session:
         ensure_bucket(store_address[5:].split("/", 1)[0], project.region)
     work_dir = project.root / ".ssmake" / "cache"
     store = open_store(store_address, root=project.root, region=project.region)
-    hashes = HashCache(work_dir / "hashes.json")
+    hashes = HashCache(work_dir / "hashes.bin")
+    with contextlib.suppress(OSError):
+        (work_dir / "hashes.json").unlink()  # the cache's JSON form, before hashes.bin
     has_s3 = any(i.s3 for t in project.tasks.values() for i in t.inputs)
     lister = _s3_lister(project.region) if has_s3 else None
     fingerprinter = Fingerprinter(

@@ -13,15 +13,24 @@ and when the file's identity did not change while it was read.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import sys
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ssmake.progress import Throttled
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+# The file: MAGIC and the version byte; the byte length of the paths; the paths,
+# NUL-joined (no POSIX path holds a NUL); per path 4 little-endian int64 (inode,
+# size, mtime_ns, ctime_ns); per path the 32 bytes of its sha256. Read and written
+# whole, it loads in 0.4x and saves in 0.2x the time of the JSON it replaced at
+# 100,000 entries (bench/bench_hashcache.py).
+MAGIC = b"ssmkhc"
+_HEADER = len(MAGIC) + 1 + 8
+_STAT_FIELDS = 4
 _CHUNK = 1 << 20
 # Files below this size are read whole and hashed on the calling thread: for them
 # a thread hand-off or a 1 MiB buffer costs more than the hashing.
@@ -72,49 +81,25 @@ def settled(st: os.stat_result, now: int) -> bool:
 
 
 class HashCache:
-    """Hashes files, remembering results in a JSON file between runs."""
+    """Hashes files, remembering results in a file between runs."""
 
     def __init__(self, path: Path | None, *, workers: int | None = None) -> None:
         self.path = path
         self.workers = workers or min(4, os.cpu_count() or 1)
-        self._loaded: dict[str, list[int | str]] | None = None
+        self._table: HashTable | None = None
         self._dirty = False
         self.hashed_files = 0
         self.hashed_bytes = 0
 
     @property
-    def _entries(self) -> dict[str, list[int | str]]:
+    def _entries(self) -> HashTable:
         # Read on first use: a plan that every task's stat digest answers never needs it.
-        if self._loaded is None:
-            self._loaded = self._load(self.path) if self.path is not None else {}
-        return self._loaded
-
-    @staticmethod
-    def _load(path: Path) -> dict[str, list[int | str]]:
-        try:
-            doc = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            return {}  # missing or corrupt: start empty, it is only a cache
-        if (
-            isinstance(doc, dict)
-            and doc.get("version") == CACHE_VERSION
-            and isinstance(doc.get("entries"), dict)
-        ):
-            entries: dict[str, list[int | str]] = doc["entries"]
-            return entries
-        return {}
+        if self._table is None:
+            self._table = HashTable.read(self.path) if self.path is not None else HashTable()
+        return self._table
 
     def _lookup(self, path: str, st: os.stat_result) -> str | None:
-        entry = self._entries.get(path)
-        if (
-            isinstance(entry, list)
-            and len(entry) == 5
-            and tuple(entry[:4]) == identity(st)
-            and isinstance(entry[4], str)
-            and len(entry[4]) == 64
-        ):
-            return entry[4]
-        return None
+        return self._entries.get(path, identity(st))
 
     def hash_files(
         self,
@@ -146,7 +131,7 @@ class HashCache:
                 self.hashed_files += 1
                 self.hashed_bytes += st.st_size
                 if settled(st, now) and _unchanged(path, st):
-                    self._entries[str(path)] = [*identity(st), digest]
+                    self._entries.put(str(path), identity(st), digest)
                     self._dirty = True
         return [r for r in result if r is not None]
 
@@ -192,13 +177,86 @@ class HashCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".hashes.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": CACHE_VERSION, "entries": self._entries}, f)
+            with os.fdopen(fd, "wb") as f:
+                f.write(self._entries.to_bytes())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._dirty = False
+
+
+def _signed(value: int) -> int:
+    """An inode or size above 2**63 - 1, as the int64 its bits make."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class HashTable:
+    """The entries, as the file lays them out: a path's index into flat arrays."""
+
+    def __init__(
+        self, paths: list[str] | None = None, stats: array[int] | None = None, shas: bytes = b""
+    ) -> None:
+        self.paths = paths or []
+        self.index = dict(zip(self.paths, range(len(self.paths)), strict=True))
+        self.stats = stats if stats is not None else array("q")
+        self.shas = bytearray(shas)
+
+    @classmethod
+    def read(cls, path: Path) -> HashTable:
+        """The table in `path`; empty when it is missing, of another version or damaged
+        (it is only a cache)."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return cls()
+        if len(data) < _HEADER or data[: len(MAGIC) + 1] != MAGIC + bytes([CACHE_VERSION]):
+            return cls()
+        length = int.from_bytes(data[len(MAGIC) + 1 : _HEADER], "little")
+        try:
+            blob = data[_HEADER : _HEADER + length].decode("utf-8", "surrogateescape")
+        except UnicodeDecodeError:
+            return cls()
+        paths = blob.split("\0") if length else []
+        start = _HEADER + length
+        stats_end = start + 8 * _STAT_FIELDS * len(paths)
+        if len(data) != stats_end + 32 * len(paths) or len(set(paths)) != len(paths):
+            return cls()
+        stats = array("q")
+        stats.frombytes(data[start:stats_end])
+        if sys.byteorder != "little":
+            stats.byteswap()
+        return cls(paths, stats, data[stats_end:])
+
+    def get(self, path: str, key: tuple[int, int, int, int]) -> str | None:
+        i = self.index.get(path)
+        if i is None:
+            return None
+        at = _STAT_FIELDS * i
+        if tuple(self.stats[at : at + _STAT_FIELDS]) != tuple(map(_signed, key)):
+            return None
+        return self.shas[32 * i : 32 * i + 32].hex()
+
+    def put(self, path: str, key: tuple[int, int, int, int], digest: str) -> None:
+        raw = bytes.fromhex(digest)
+        i = self.index.get(path)
+        if i is None:
+            self.index[path] = len(self.paths)
+            self.paths.append(path)
+            self.stats.extend(map(_signed, key))
+            self.shas += raw
+            return
+        at = _STAT_FIELDS * i
+        self.stats[at : at + _STAT_FIELDS] = array("q", map(_signed, key))
+        self.shas[32 * i : 32 * i + 32] = raw
+
+    def to_bytes(self) -> bytes:
+        blob = "\0".join(self.paths).encode("utf-8", "surrogateescape")
+        stats = array("q", self.stats)
+        if sys.byteorder != "little":
+            stats.byteswap()
+        header = MAGIC + bytes([CACHE_VERSION]) + len(blob).to_bytes(8, "little")
+        return b"".join((header, blob, stats.tobytes(), bytes(self.shas)))
 
 
 def _unchanged(path: str | Path, st: os.stat_result) -> bool:
