@@ -41,6 +41,13 @@ stats.frombytes(data[8 + n : 8 + n + 32 * len(paths)])
 shas = data[8 + n + 32 * len(paths) :]
 """
 LOOKUP = {
+    "ssmake's hashes.bin": """
+from ssmake.plan.hashcache import HashTable
+from pathlib import Path
+table = HashTable.read(Path(PATH))
+key = (10_000_000, 4096, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000)
+hits = sum(1 for p in PATHS if table.get(p, key) is not None or True)
+""",
     "json": """
 import json
 entries = json.loads(open(PATH, "rb").read())["entries"]
@@ -75,6 +82,16 @@ hits = sum(1 for p in PATHS if db.execute(q, (p,)).fetchone() is not None)
 """,
 }
 SAVE_ONE = {
+    "ssmake's hashes.bin": """
+import os
+from ssmake.plan.hashcache import HashTable
+from pathlib import Path
+table = HashTable.read(Path(PATH))
+table.put(PATHS[0], (1, 2, 3, 4), "f" * 64)
+with open(PATH + ".tmp", "wb") as f:
+    f.write(table.to_bytes())
+os.replace(PATH + ".tmp", PATH)
+""",
     "json": """
 import json, os
 doc = json.loads(open(PATH, "rb").read())
@@ -132,8 +149,16 @@ def write_all(root: Path, doc: dict[str, list[int | str]]) -> dict[str, Path]:
         "json": root / "hashes.json",
         "marshal": root / "hashes.marshal",
         "sqlite": root / "hashes.db",
-        "binary arrays": root / "hashes.bin",
+        "binary arrays": root / "arrays.bin",
+        "ssmake's hashes.bin": root / "hashes.bin",
     }
+    from ssmake.plan.hashcache import HashTable
+
+    table = HashTable()
+    for path, value in doc.items():
+        ino, size, mtime, ctime, sha = value
+        table.put(path, (int(ino), int(size), int(mtime), int(ctime)), str(sha))
+    paths["ssmake's hashes.bin"].write_bytes(table.to_bytes())
     blob = "\0".join(doc).encode("utf-8", "surrogateescape")
     stats = array("q", (int(x) for v in doc.values() for x in v[:4]))
     shas = b"".join(bytes.fromhex(str(v[4])) for v in doc.values())

@@ -186,9 +186,12 @@ class HashCache:
         self._dirty = False
 
 
+_INT64_END = 1 << 63
+
+
 def _signed(value: int) -> int:
     """An inode or size above 2**63 - 1, as the int64 its bits make."""
-    return value - (1 << 64) if value >= 1 << 63 else value
+    return value - (1 << 64) if value >= _INT64_END else value
 
 
 class HashTable:
@@ -232,8 +235,16 @@ class HashTable:
         i = self.index.get(path)
         if i is None:
             return None
-        at = _STAT_FIELDS * i
-        if tuple(self.stats[at : at + _STAT_FIELDS]) != tuple(map(_signed, key)):
+        ino, size, mtime, ctime = key
+        if ino >= _INT64_END or size >= _INT64_END:
+            ino, size = _signed(ino), _signed(size)
+        stats, at = self.stats, _STAT_FIELDS * i
+        if (
+            stats[at] != ino
+            or stats[at + 1] != size
+            or stats[at + 2] != mtime
+            or stats[at + 3] != ctime
+        ):
             return None
         return self.shas[32 * i : 32 * i + 32].hex()
 
