@@ -7,7 +7,7 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -63,6 +63,18 @@ def _holds_a_file(path: str) -> bool:
     except OSError:
         return False
     return any(_holds_a_file(d) for d in dirs)
+
+
+def _into_place(place: Callable[[str | Path, Path], None], src: str | Path, dest: Path) -> None:
+    """`place(src, dest)`, a rename or a link, making the directory of `dest` when
+    missing (a key's first write) rather than asking before every write."""
+    try:
+        place(src, dest)
+    except FileNotFoundError:
+        if not os.path.exists(src):
+            raise
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        place(src, dest)
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
@@ -166,13 +178,7 @@ class LocalStore:
                     write.finish()
                 else:
                     f.write(write.encode() if isinstance(write, str) else write)
-            try:
-                os.replace(tmp, path)
-            except FileNotFoundError:
-                if not os.path.exists(tmp):
-                    raise
-                path.parent.mkdir(parents=True, exist_ok=True)  # the key's first write
-                os.replace(tmp, path)
+            _into_place(os.replace, tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -192,11 +198,7 @@ class LocalStore:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             # link() fails when the target exists: an atomic create-if-absent.
-            try:
-                os.link(tmp, path)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)  # the key's first write
-                os.link(tmp, path)
+            _into_place(os.link, tmp, path)
             return True
         except FileExistsError:
             return False
@@ -222,13 +224,7 @@ class LocalStore:
         `path` is gone either way."""
         dest = self._path(key)
         try:
-            try:
-                os.replace(path, dest)
-            except FileNotFoundError:
-                if not path.exists():
-                    raise
-                dest.parent.mkdir(parents=True, exist_ok=True)  # the key's first write
-                os.replace(path, dest)
+            _into_place(os.replace, path, dest)
             return
         except OSError as e:
             if e.errno != errno.EXDEV:

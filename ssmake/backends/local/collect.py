@@ -18,7 +18,8 @@ from ssmake.stores import Store, store_for_uri
 from ssmake.stores.archive import pack_dirs
 from ssmake.stores.local import LocalStore
 
-#: Set, the run directory is kept after the job (to look into), as it was.
+#: Set (to anything) to keep each job's run directory under .ssmake/cache/runs/, with
+#: its files as the job left them (the store then gets copies).
 KEEP_RUN_DIRS = "SSMAKE_KEEP_RUN_DIRS"
 
 

@@ -40,8 +40,6 @@ from ssmake.backends.local.venvs import python_for_requirements
 from ssmake.errors import TaskFailed
 from ssmake.plan.jobspec import JobSpec, sagemaker_param
 
-#: Set (to anything) to keep each job's run directory under .ssmake/cache/runs/.
-
 
 class LocalExecutor:
     """Executes one JobSpec; `stop()` may be called from another thread."""

@@ -343,13 +343,12 @@ def boot_ticks() -> int | None:
     in, less a second's margin; None where /proc cannot tell."""
     raw = _read_proc("/proc/uptime")
     try:
-        uptime = float(raw.split()[0]) if raw else None
+        uptime = float(raw.split()[0]) if raw else -1.0
     except (IndexError, ValueError):
+        uptime = -1.0
+    if uptime < 0:
         return None
-    if uptime is None:
-        return None
-    hz = os.sysconf("SC_CLK_TCK")
-    return max(0, int((uptime - 1.0) * hz))
+    return max(0, int((uptime - 1.0) * os.sysconf("SC_CLK_TCK")))
 
 
 def _names_job(env: list[bytes], run_dir: Path, job: str) -> bool:
