@@ -3,6 +3,7 @@ subcommand. Errors become messages and exit codes here, and only here."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import signal
 import sys
@@ -328,7 +329,16 @@ def _quick_check(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ssmake command line; returns the exit code."""
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is not None:
+        return _main(argv)
+    code = _main(sys.argv[1:])
+    # The process ends next: what it made is freed by the interpreter's teardown
+    # either way, and frozen, no garbage collection walks it first (15 -> 5 ms).
+    gc.freeze()
+    return code
+
+
+def _main(argv: Sequence[str]) -> int:
     if _quick_check(argv):
         return EXIT_OK
     try:
